@@ -1,0 +1,222 @@
+"""The codec: image → padding → g_a → entropy coding → ``.sdc`` container, and back.
+
+This is the public Python API::
+
+    import shallowcodec
+    codec = shallowcodec.load("two-layer", quality=3)
+    data = codec.compress(PIL.Image.open("photo.png"))   # bytes of a .sdc file
+    image = shallowcodec.decompress(data)                 # PIL.Image, model read from the header
+
+Images of any size from 1×1 up are mirror-padded (bottom/right) to a multiple of 64 before
+encoding and cropped back after decoding (paper, Evaluation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torch import Tensor
+
+from shallowcodec.container import Bitstream, ContainerError, Header, pack, unpack
+from shallowcodec.hyperprior import LatentStrings
+from shallowcodec.zoo import DEFAULT_ARCHITECTURE, LoadedModel, ModelNotFoundError, load_embedded
+
+#: The latent grid is 1/64 of the image (g_a: 16×, h_a: 4×), so the padded size is a multiple of 64.
+ALIGN = 64
+#: Largest image (pixels) the decoder accepts, so a crafted header cannot exhaust memory.
+MAX_PIXELS = 1 << 28
+
+
+#: File suffixes read as images (through Pillow).
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
+
+
+def image_files(folder: str | Path) -> list[Path]:
+    """Image files (by suffix) of a folder, sorted by name.
+
+    Raises:
+        ImageError: the folder does not exist.
+    """
+    if not Path(folder).is_dir():
+        raise ImageError(f"no such folder: {folder}")
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+class ImageError(ValueError):
+    """Raised for an input image that cannot be read; message is one line."""
+
+
+def mirror_pad(x: Tensor, align: int = ALIGN) -> Tensor:
+    """Mirror-pad (B, C, H, W) bottom/right to multiples of ``align`` (reflect, edge not repeated).
+
+    Unlike ``F.pad(mode="reflect")`` this works for any size, including padding larger than
+    the image (the reflection repeats) and 1-pixel images (the pixel repeats).
+    """
+    h, w = x.shape[-2:]
+    return x[..., _mirror_index(h, -h % align), :][..., _mirror_index(w, -w % align)]
+
+
+def _mirror_index(n: int, pad: int) -> Tensor:
+    idx = torch.arange(n + pad)
+    if n == 1:
+        return torch.zeros_like(idx)
+    period = 2 * (n - 1)
+    idx = idx % period
+    return torch.where(idx < n, idx, period - idx)
+
+
+def image_to_tensor(image: Image.Image) -> tuple[Tensor, str | None]:
+    """Convert a PIL image to a (3, H, W) uint8 tensor, plus a notice if it was converted.
+
+    EXIF orientation is applied. Grayscale, palette, CMYK, 16-bit and RGBA inputs become RGB;
+    the notice says what happened (and that alpha was dropped, if there was any).
+    """
+    image = ImageOps.exif_transpose(image)
+    notice = None
+    if image.mode != "RGB":
+        has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+        notice = f"converted {image.mode} image to RGB" + ("; alpha channel dropped" if has_alpha else "")
+        if image.mode.startswith("I"):  # 16-bit grayscale: scale to 8 bits rather than clip
+            image = Image.fromarray((np.asarray(image, dtype=np.float64) / 257).round().clip(0, 255).astype(np.uint8))
+        image = image.convert("RGB")
+    data = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
+    return data.view(image.height, image.width, 3).permute(2, 0, 1).contiguous(), notice
+
+
+def read_image(path: str | Path) -> tuple[Tensor, str | None]:
+    """Read an image file (PNG, JPEG, WebP, BMP, TIFF, … through Pillow) as (3, H, W) uint8.
+
+    Raises:
+        ImageError: missing, unreadable or not an image.
+    """
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image_to_tensor(image)
+    except FileNotFoundError:
+        raise ImageError(f"no such file: {path}") from None
+    except (UnidentifiedImageError, Image.DecompressionBombError) as e:
+        raise ImageError(f"cannot read image {path}: {e}") from None
+    except OSError as e:
+        raise ImageError(f"cannot read image {path}: {e}") from None
+
+
+def tensor_to_image(x: Tensor) -> Image.Image:
+    """(3, H, W) uint8 tensor → RGB PIL image."""
+    return Image.fromarray(x.permute(1, 2, 0).contiguous().numpy(), "RGB")
+
+
+@dataclass
+class Codec:
+    """A loaded model bound to the container format.
+
+    Attributes:
+        loaded: the model and the facts of its weights file (architecture, quality, λ, weights_id).
+    """
+
+    loaded: LoadedModel
+
+    @property
+    def architecture(self) -> str:
+        return self.loaded.architecture
+
+    @property
+    def quality(self) -> int:
+        return self.loaded.quality
+
+    @property
+    def lmbda(self) -> float:
+        return self.loaded.lmbda
+
+    def compress(self, image: Image.Image | Tensor) -> bytes:
+        """Compress a PIL image or a (3, H, W) uint8 tensor to the bytes of a ``.sdc`` file.
+
+        Raises:
+            ImageError: a tensor of the wrong shape or dtype, or an empty image.
+        """
+        x = self._as_tensor(image)
+        y, z = self.analyse(x)
+        return self.pack_latents(y, z, x.shape[-2:])
+
+    def analyse(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Amortized encoder: (3, H, W) uint8 → y (1, M, H'/16, W'/16), z (1, M, H'/64, W'/64), padded H', W'."""
+        with torch.no_grad():
+            y = self.loaded.model.g_a(mirror_pad(x[None].float() / 255))
+            return y, self.loaded.model.h_a(y)
+
+    def pack_latents(self, y: Tensor, z: Tensor, size: tuple[int, int]) -> bytes:
+        """Entropy-code latents (rounded around μ and the prior's medians) into a ``.sdc`` file."""
+        strings = self.loaded.model.compress_latents(y, z)
+        header = Header(self.architecture, self.quality, self.lmbda, self.loaded.weights_id, *map(int, size))
+        return pack(header, strings.z_string, strings.y_string)
+
+    def decompress_tensor(self, data: bytes) -> Tensor:
+        """Decode a ``.sdc`` file to a (3, H, W) uint8 tensor.
+
+        Raises:
+            ContainerError: damaged file, or one made for another model, quality or weights.
+        """
+        return self.decode(unpack(data))
+
+    def decompress(self, data: bytes) -> Image.Image:
+        """Decode a ``.sdc`` file to an RGB PIL image (see :meth:`decompress_tensor`)."""
+        return tensor_to_image(self.decompress_tensor(data))
+
+    def decode(self, stream: Bitstream) -> Tensor:
+        """Decode a parsed bitstream to (3, H, W) uint8 (x̂ rounded to integers).
+
+        Raises:
+            ContainerError: the stream was made for another model, quality or weights.
+        """
+        self._check_header(stream.header)
+        h, w = stream.header.height, stream.header.width
+        z_shape = (-(-h // ALIGN), -(-w // ALIGN))
+        x_hat = self.loaded.model.decompress(LatentStrings(stream.z_string, stream.y_string, z_shape))
+        return x_hat[0, :, :h, :w].mul(255).round().to(torch.uint8)
+
+    def _check_header(self, header: Header) -> None:
+        if (header.architecture, header.quality) != (self.architecture, self.quality):
+            raise ContainerError(f"file is {header.architecture} quality {header.quality}; "
+                                 f"this codec is {self.architecture} quality {self.quality}")
+        if header.weights_id != self.loaded.weights_id:
+            raise ContainerError(f"file was encoded with other {header.architecture} q{header.quality} weights "
+                                 f"({header.weights_id:08x}; installed: {self.loaded.weights_id:08x})")
+        if header.height * header.width > MAX_PIXELS:
+            raise ContainerError(f"image of {header.width}×{header.height} pixels exceeds the decoder limit")
+
+    @staticmethod
+    def _as_tensor(image: Image.Image | Tensor) -> Tensor:
+        if isinstance(image, Image.Image):
+            return image_to_tensor(image)[0]
+        if not (isinstance(image, Tensor) and image.dtype == torch.uint8 and image.dim() == 3 and image.shape[0] == 3):
+            raise ImageError("expected a PIL image or a (3, H, W) uint8 tensor")
+        if image.shape[1] * image.shape[2] == 0:
+            raise ImageError("empty image")
+        return image
+
+
+def load(name: str = DEFAULT_ARCHITECTURE, quality: int | None = None) -> Codec:
+    """Load an embedded model as a :class:`Codec` (default quality: the middle embedded one).
+
+    Raises:
+        ModelNotFoundError: unknown model name or quality.
+    """
+    return Codec(load_embedded(name, quality))
+
+
+def decompress(data: bytes) -> Image.Image:
+    """Decode a ``.sdc`` file with the embedded model its header names.
+
+    Raises:
+        ContainerError: damaged, truncated or foreign file, or unknown model/quality/weights.
+    """
+    stream = unpack(data)
+    try:
+        codec = load(stream.header.architecture, stream.header.quality)
+    except ModelNotFoundError as e:
+        raise ContainerError(f"cannot decode: {e}") from None
+    return tensor_to_image(codec.decode(stream))

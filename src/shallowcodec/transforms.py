@@ -1,0 +1,181 @@
+"""Analysis and synthesis transforms (g_a, g_s) and hyper-transforms (h_a, h_s).
+
+Yang & Mandt, "Computationally-Efficient Neural Image Compression with Shallow Decoders",
+ICCV 2023 (arXiv 2304.06244), Sec. 3 and Table 1. All transforms work on (B, C, H, W) tensors;
+images are RGB in [0, 1]. The latent y has M channels at 1/16 of the image resolution, the
+hyper-latent z has M channels at 1/64.
+
+The decoder side is the paper's contribution and is kept deliberately shallow::
+
+    JPEG-like g_s:   y ──ConvT(M→3, k, s16)──► x̂                     (one linear layer)
+
+    two-layer g_s:   y ──ConvT(M→C, k13, s8)──► IGDN1 ──┐
+                     y ──ConvT(M→C, k13, s8)──(linear)──⊕──ConvT(C→3, k5, s2)──► x̂
+
+Layers that already exist in CompressAI (GDN1, ResidualBottleneckBlock, AttentionBlock, conv
+helpers) are reused rather than rewritten.
+"""
+
+from __future__ import annotations
+
+import torch
+from compressai.layers import GDN, GDN1, AttentionBlock
+from compressai.models.sensetime import ResidualBottleneckBlock
+from compressai.models.utils import conv, deconv
+from torch import Tensor, nn
+
+
+def conv_transpose_exact(in_ch: int, out_ch: int, kernel_size: int, stride: int) -> nn.ConvTranspose2d:
+    """Transposed conv whose output is exactly ``stride`` times its input, for any kernel size.
+
+    With padding p and output_padding op, the output size is (H−1)·s − 2p + k + op; choosing
+    p = ceil((k−s)/2) and op = 2p − (k−s) makes it H·s. For k < s the kernel tiles sparsely.
+
+    Args:
+        in_ch, out_ch: channel counts.
+        kernel_size: k ≥ stride (paper: 13 at stride 8, 16–32 at stride 16, 5 at stride 2).
+        stride: upsampling factor s.
+
+    Raises:
+        ValueError: if ``kernel_size < stride`` (the output would have holes).
+    """
+    if kernel_size < stride:
+        raise ValueError(f"kernel_size {kernel_size} < stride {stride}: output would have holes")
+    excess = kernel_size - stride
+    padding = (excess + 1) // 2
+    return nn.ConvTranspose2d(
+        in_ch, out_ch, kernel_size, stride=stride, padding=padding, output_padding=2 * padding - excess
+    )
+
+
+class JPEGLikeSynthesis(nn.Module):
+    """JPEG-like synthesis g_s: a single transposed convolution M → 3, stride 16.
+
+    Paper Sec. 3.1: each latent pixel's M channels weight M learned k×k RGB "basis images"
+    that are overlap-added at stride 16, like an inverse block transform. k = 16 is a pure
+    block transform (blocking artefacts); k = 18 (default) overlaps by one pixel each side;
+    k = 26 or 32 remove blocking but add ringing. Decode cost 2,433 FLOPs/pixel at M=320, k=18.
+
+    Shapes: y (B, M, h, w) → x̂ (B, 3, 16h, 16w).
+    """
+
+    def __init__(self, M: int, kernel_size: int = 18):
+        super().__init__()
+        self.deconv = conv_transpose_exact(M, 3, kernel_size, stride=16)
+
+    def forward(self, y: Tensor) -> Tensor:
+        return self.deconv(y)
+
+
+class TwoLayerSynthesis(nn.Module):
+    """Two-layer synthesis g_s (the paper's proposed decoder, Sec. 3.2).
+
+    ``residual=True`` (default)::
+
+        a = ConvT(M→C, k13, s8)(y);  h = IGDN1(a) + ConvT_res(M→C, k13, s8)(y)
+        x̂ = ConvT(C→3, k5, s2)(h)
+
+    ``residual=False``: ConvT(M→C', k13, s8) → IGDN1 → ConvT(C'→3, k5, s2), with C' = 2C.
+    C = 12 in the paper; decode cost 10,680 FLOPs/pixel at M=320.
+
+    Shapes: y (B, M, h, w) → x̂ (B, 3, 16h, 16w).
+    """
+
+    def __init__(self, M: int, hidden: int = 12, residual: bool = True):
+        super().__init__()
+        width = hidden if residual else 2 * hidden
+        self.up = conv_transpose_exact(M, width, 13, stride=8)
+        self.igdn = GDN1(width, inverse=True)
+        self.up_res = conv_transpose_exact(M, width, 13, stride=8) if residual else None
+        self.out = conv_transpose_exact(width, 3, 5, stride=2)
+
+    def forward(self, y: Tensor) -> Tensor:
+        h = self.igdn(self.up(y))
+        if self.up_res is not None:
+            h = h + self.up_res(y)
+        return self.out(h)
+
+
+class MBT2018Synthesis(nn.Sequential):
+    """Baseline synthesis of the mean-scale hyperprior (Minnen et al. 2018; CompressAI mbt2018-mean).
+
+    4 × ConvT(k5, s2) with IGDN between; 187,585 FLOPs/pixel at N=192, M=320.
+    Shapes: y (B, M, h, w) → x̂ (B, 3, 16h, 16w).
+    """
+
+    def __init__(self, N: int, M: int):
+        super().__init__(
+            deconv(M, N), GDN(N, inverse=True),
+            deconv(N, N), GDN(N, inverse=True),
+            deconv(N, N), GDN(N, inverse=True),
+            deconv(N, 3),
+        )
+
+
+class ELICAnalysis(nn.Sequential):
+    """ELIC analysis g_a (He et al., CVPR 2022), the paper's strong encoder (Sec. 3.3).
+
+    conv k5s2 → 3 residual bottleneck blocks → conv k5s2 → 3 RB → attention → conv k5s2 → 3 RB
+    → conv k5s2 (→ M) → attention. 510,846 FLOPs/pixel at N=192, M=320.
+    Shapes: x (B, 3, H, W) → y (B, M, H/16, W/16); H and W must be multiples of 16.
+    """
+
+    def __init__(self, N: int, M: int):
+        super().__init__(
+            conv(3, N), *[ResidualBottleneckBlock(N, N) for _ in range(3)],
+            conv(N, N), *[ResidualBottleneckBlock(N, N) for _ in range(3)], AttentionBlock(N),
+            conv(N, N), *[ResidualBottleneckBlock(N, N) for _ in range(3)],
+            conv(N, M), AttentionBlock(M),
+        )
+
+
+class CNNAnalysis(nn.Sequential):
+    """CNN analysis g_a of the mean-scale hyperprior: 4 × conv k5 s2 with GDN between.
+
+    187,583 FLOPs/pixel at N=192, M=320 (Minnen et al. 2018).
+    Shapes: x (B, 3, H, W) → y (B, M, H/16, W/16).
+    """
+
+    def __init__(self, N: int, M: int):
+        super().__init__(
+            conv(3, N), GDN(N),
+            conv(N, N), GDN(N),
+            conv(N, N), GDN(N),
+            conv(N, M),
+        )
+
+
+class HyperAnalysis(nn.Sequential):
+    """Hyper-analysis h_a: conv k3 s1 → ReLU → conv k5 s2 → ReLU → conv k5 s2, all M channels.
+
+    13,452 FLOPs/pixel at M=320 (paper Table 1).
+    Shapes: y (B, M, h, w) → z (B, M, h/4, w/4).
+    """
+
+    def __init__(self, M: int):
+        super().__init__(
+            conv(M, M, kernel_size=3, stride=1), nn.ReLU(inplace=True),
+            conv(M, M), nn.ReLU(inplace=True),
+            conv(M, M),
+        )
+
+
+class HyperSynthesis(nn.Module):
+    """Hyper-synthesis h_s: ẑ → (μ, σ) of the Gaussian conditional of y.
+
+    ConvT k5 s2 (M) → ReLU → ConvT k5 s2 (1.5 M) → ReLU → ConvT k3 s1 (2 M), split into μ and
+    log σ; σ = exp(log σ). 30,355 FLOPs/pixel at M=320 (paper Table 1).
+    Shapes: ẑ (B, M, h/4, w/4) → μ, σ each (B, M, h, w); σ > 0.
+    """
+
+    def __init__(self, M: int):
+        super().__init__()
+        self.layers = nn.Sequential(
+            deconv(M, M), nn.ReLU(inplace=True),
+            deconv(M, M * 3 // 2), nn.ReLU(inplace=True),
+            deconv(M * 3 // 2, 2 * M, kernel_size=3, stride=1),
+        )
+
+    def forward(self, z_hat: Tensor) -> tuple[Tensor, Tensor]:
+        mu, log_sigma = self.layers(z_hat).chunk(2, dim=1)
+        return mu, torch.exp(log_sigma)
