@@ -17,6 +17,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from shallowcodec import sga
 from shallowcodec import train as training
 from shallowcodec.codec import ImageError, image_files, load, read_image
 from shallowcodec.codec import decompress as decode_file
@@ -91,7 +92,8 @@ def cmd_compress(args: argparse.Namespace) -> None:
     if notice:
         print(f"note: {notice}", file=sys.stderr)
     codec = load(args.model, args.quality)
-    data = codec.compress(x)
+    data = codec.compress(x, sga_steps=args.sga_steps, sga_seconds=args.sga_seconds, seed=args.seed,
+                          progress=sys.stderr.isatty())
     write_atomic(args.output, data, force=args.force)
     h, w = x.shape[-2:]
     print(f"{args.output}: {args.model} q{codec.quality}, {w}x{h}, {len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp")
@@ -159,6 +161,45 @@ def cmd_train(args: argparse.Namespace) -> None:
     print(training.run(args))
 
 
+def add_sga_arguments(p: argparse.ArgumentParser, steps: int = 0) -> None:
+    """--sga-steps / --sga-seconds / --seed: per-image iterative encoding (sga.py)."""
+    p.add_argument("--sga-steps", type=_non_negative, default=steps,
+                   help=f"SGA iterations per image (paper: {sga.DEFAULT_STEPS}; default {steps})")
+    p.add_argument("--sga-seconds", type=float, help="SGA time budget per image instead of a step count")
+    p.add_argument("--seed", type=int, default=0, help="seed of SGA's Gumbel noise")
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def cmd_gap(args: argparse.Namespace) -> None:
+    paths = [p for path in args.images for p in ([path] if path.is_file() else image_files(path))]
+    if not paths:
+        raise CLIError("no images given")
+    if args.json:
+        check_output(args.json, args.force)
+    codec = load(args.model, args.quality)
+    rows = []
+    for path in paths:
+        x, _ = read_image(path)
+        row = {"image": path.name, **sga.inference_gap(codec, x, args.sga_steps, args.sga_seconds, args.seed,
+                                                       progress=sys.stderr.isatty())}
+        rows.append(row)
+        print(f"{path.name}: cost {row['amortized']['cost']:.4f} → {row['sga']['cost']:.4f} (gap {row['gap']:.4f}); "
+              f"{row['amortized']['bpp']:.4f} → {row['sga']['bpp']:.4f} bpp, "
+              f"{row['amortized']['psnr']:.2f} → {row['sga']['psnr']:.2f} dB, {row['sga_seconds']:.1f} s")
+    mean_gap = sum(r["gap"] for r in rows) / len(rows)
+    print(f"mean inference gap over {len(rows)} images: {mean_gap:.4f} (bpp + λ·MSE, λ={codec.lmbda})")
+    if args.json:
+        result = {"model": codec.architecture, "quality": codec.quality, "lmbda": codec.lmbda,
+                  "sga_steps": args.sga_steps, "images": rows, "mean_gap": mean_gap}
+        write_atomic(args.json, (json.dumps(result, indent=2) + "\n").encode(), force=args.force)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="shallowcodec", description="Learned image codec with shallow decoders.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -168,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, required=True)
     p.add_argument("--model", default=DEFAULT_ARCHITECTURE, choices=list(ARCHITECTURES))
     p.add_argument("--quality", type=int, help="quality index (see `shallowcodec models`)")
+    add_sga_arguments(p)
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.set_defaults(func=cmd_compress)
 
@@ -193,6 +235,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, help="write per-image rows and means to this JSON file")
     p.add_argument("--force", action="store_true", help="overwrite an existing JSON file")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("gap", help="inference gap: R-D cost of the amortized encoder minus that after SGA")
+    p.add_argument("images", type=Path, nargs="+", help="images or folders")
+    p.add_argument("--model", default=DEFAULT_ARCHITECTURE, choices=list(ARCHITECTURES))
+    p.add_argument("--quality", type=int, help="quality index (see `shallowcodec models`)")
+    add_sga_arguments(p, steps=sga.DEFAULT_STEPS)
+    p.add_argument("--json", type=Path, help="write per-image rows and the mean to this JSON file")
+    p.add_argument("--force", action="store_true", help="overwrite an existing JSON file")
+    p.set_defaults(func=cmd_gap)
 
     p = sub.add_parser("train", help="train a model at one λ (see PAPER.md for the recipe)")
     training.build_parser(p)

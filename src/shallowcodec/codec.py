@@ -21,6 +21,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
+from shallowcodec import sga
 from shallowcodec.container import Bitstream, ContainerError, Header, pack, unpack
 from shallowcodec.hyperprior import LatentStrings
 from shallowcodec.zoo import DEFAULT_ARCHITECTURE, LoadedModel, ModelNotFoundError, load_embedded
@@ -132,21 +133,38 @@ class Codec:
     def lmbda(self) -> float:
         return self.loaded.lmbda
 
-    def compress(self, image: Image.Image | Tensor) -> bytes:
+    def compress(self, image: Image.Image | Tensor, sga_steps: int = 0, sga_seconds: float | None = None,
+                 seed: int = 0, progress: bool = False) -> bytes:
         """Compress a PIL image or a (3, H, W) uint8 tensor to the bytes of a ``.sdc`` file.
+
+        With ``sga_steps`` > 0 (paper: 3000) or an ``sga_seconds`` budget, the latents are
+        refined per image by SGA (see sga.py) before entropy coding; the decoder is unchanged.
 
         Raises:
             ImageError: a tensor of the wrong shape or dtype, or an empty image.
         """
-        x = self._as_tensor(image)
-        y, z = self.analyse(x)
-        return self.pack_latents(y, z, x.shape[-2:])
+        return self.compress_batch([image], sga_steps, sga_seconds, seed, progress)[0]
 
-    def analyse(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Amortized encoder: (3, H, W) uint8 → y (1, M, H'/16, W'/16), z (1, M, H'/64, W'/64), padded H', W'."""
+    def compress_batch(self, images: list, sga_steps: int = 0, sga_seconds: float | None = None,
+                       seed: int = 0, progress: bool = False) -> list[bytes]:
+        """Compress images of equal size as one batch (SGA optimizes them together); see :meth:`compress`.
+
+        Raises:
+            ImageError: bad image, or images of different sizes.
+        """
+        xs = [self._as_tensor(image) for image in images]
+        size = tuple(xs[0].shape[-2:])
+        if any(tuple(x.shape[-2:]) != size for x in xs):
+            raise ImageError("images of a batch must have equal sizes")
+        model = self.loaded.model
+        x = mirror_pad(torch.stack(xs).float() / 255)
         with torch.no_grad():
-            y = self.loaded.model.g_a(mirror_pad(x[None].float() / 255))
-            return y, self.loaded.model.h_a(y)
+            y = model.g_a(x)
+            z = model.h_a(y)
+        if sga_steps > 0 or sga_seconds is not None:
+            y, z = sga.refine(model, x, y, z, self.lmbda, size, steps=sga_steps, seconds=sga_seconds,
+                              seed=seed, progress=progress)
+        return [self.pack_latents(y[i : i + 1], z[i : i + 1], size) for i in range(len(xs))]
 
     def pack_latents(self, y: Tensor, z: Tensor, size: tuple[int, int]) -> bytes:
         """Entropy-code latents (rounded around μ and the prior's medians) into a ``.sdc`` file."""
