@@ -1,4 +1,5 @@
-"""Command-line interface: ``shallowcodec compress | decompress | info | models | eval | train``.
+"""Command-line interface: ``shallowcodec compress | decompress | info | models | eval | compare | plot |
+flops | bench | gap | train``.
 
 Exit codes: 0 success, 1 bad input (unreadable image, damaged file, unknown model or
 quality, existing output), 2 bad usage (argparse). Errors are one line on stderr, never a
@@ -22,8 +23,9 @@ from shallowcodec import train as training
 from shallowcodec.codec import ImageError, image_files, load, read_image
 from shallowcodec.codec import decompress as decode_file
 from shallowcodec.container import ContainerError, header_size, unpack
-from shallowcodec.evaluation import evaluate
-from shallowcodec.zoo import ARCHITECTURES, DEFAULT_ARCHITECTURE, ModelNotFoundError, embedded_table
+from shallowcodec import bench, bdrate, classical, complexity, plots
+from shallowcodec.evaluation import curve, evaluate_sweep, load_result, rd_result
+from shallowcodec.zoo import ARCHITECTURES, DEFAULT_ARCHITECTURE, ModelNotFoundError, build, embedded_table
 
 
 class CLIError(Exception):
@@ -146,15 +148,41 @@ def cmd_eval(args: argparse.Namespace) -> None:
         raise CLIError(f"no images in {args.input}")
     if args.json:
         check_output(args.json, args.force)
-    codec = load(args.model, args.quality)
-    result = evaluate(codec, paths, progress=len(paths) > 1)
-    for row in result["images"]:
-        print(f"{row['image']}: {row['bpp']:.4f} bpp, {row['psnr']:.2f} dB PSNR"
-              + (f", MS-SSIM {row['ms_ssim']:.4f}" if row["ms_ssim"] is not None else ""))
-    if len(paths) > 1:
-        print(f"mean over {len(paths)} images: {result['mean']['bpp']:.4f} bpp, {result['mean']['psnr']:.2f} dB PSNR")
+    codecs = eval_codecs(args)
+    points = evaluate_sweep(codecs, paths, progress=len(paths) > 1 or len(codecs) > 1)
+    for point in points:
+        if len(points) == 1:
+            for row in point["images"]:
+                print(f"{row['image']}: {row['bpp']:.4f} bpp, {row['psnr']:.2f} dB PSNR"
+                      + (f", MS-SSIM {row['ms_ssim']:.4f}" if row["ms_ssim"] is not None else ""))
+        if len(points) > 1 or len(paths) > 1:
+            print(point_summary(point))
     if args.json:
+        model = None if args.codec else codecs[0].architecture
+        folder = (args.input if args.input.is_dir() else args.input.absolute().parent).name
+        result = rd_result(args.codec or "shallowcodec", model, folder, points)
         write_atomic(args.json, (json.dumps(result, indent=2) + "\n").encode(), force=args.force)
+
+
+def eval_codecs(args: argparse.Namespace) -> list:
+    """The codecs ``eval`` sweeps: embedded models (``--model``) or a Pillow codec (``--codec``).
+
+    Qualities: ``--qualities``, else ``--quality``, else the model's default quality or the
+    classical codec's default sweep.
+    """
+    qualities = args.qualities or ([args.quality] if args.quality is not None else None)
+    if args.codec:
+        return classical.codecs(args.codec, qualities)
+    return [load(args.model, q) for q in (qualities or [None])]
+
+
+def point_summary(point: dict) -> str:
+    """One line of means of a result point: quality, λ, bpp, PSNR, MS-SSIM, seconds."""
+    m = point["mean"]
+    lmbda = f" (λ={point['lmbda']})" if point["lmbda"] is not None else ""
+    ms_ssim = f", MS-SSIM {m['ms_ssim']:.4f}" if "ms_ssim" in m else ""
+    return (f"q{point['quality']}{lmbda}: mean over {len(point['images'])} images: {m['bpp']:.4f} bpp, "
+            f"{m['psnr']:.2f} dB PSNR{ms_ssim}, encode {m['encode_s']:.3f} s, decode {m['decode_s']:.3f} s")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -200,6 +228,95 @@ def cmd_gap(args: argparse.Namespace) -> None:
         write_atomic(args.json, (json.dumps(result, indent=2) + "\n").encode(), force=args.force)
 
 
+def read_result(path: Path) -> dict:
+    """A result file of ``shallowcodec eval --json``; unreadable or foreign files are a :class:`CLIError`."""
+    try:
+        return load_result(path)
+    except OSError as e:
+        raise CLIError(f"cannot read {path}: {e.strerror}") from None
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+
+
+def bd_metrics(a: dict, b: dict, metric: str) -> dict | None:
+    """BD-rate (%) and BD-quality (dB) of result ``b`` against ``a`` for one metric; None if a file lacks it."""
+    try:
+        (rate_a, q_a), (rate_b, q_b) = curve(a, metric), curve(b, metric)
+    except ValueError:
+        return None
+    return {"bd_rate_percent": bdrate.bd_rate(rate_a, q_a, rate_b, q_b),
+            "bd_db": bdrate.bd_quality(rate_a, q_a, rate_b, q_b)}
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    a, b = read_result(args.a), read_result(args.b)
+    report = {"a": a["label"], "b": b["label"], "psnr": bd_metrics(a, b, "psnr"),
+              "ms_ssim_db": bd_metrics(a, b, "ms_ssim_db")}
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    print(f"{b['label']} ({b['images']}) relative to {a['label']} ({a['images']}); negative BD-rate = fewer bits")
+    for metric, name in (("psnr", "PSNR"), ("ms_ssim_db", "MS-SSIM")):
+        bd = report[metric]
+        print(f"  {name:8s}" + (f"BD-rate {bd['bd_rate_percent']:+.2f} %, BD-{name} {bd['bd_db']:+.3f} dB"
+                                if bd else "n/a (no MS-SSIM in a file)"))
+
+
+def cmd_plot(args: argparse.Namespace) -> None:
+    check_output(args.output, args.force)
+    results = [read_result(path) for path in args.results]
+    curves = [plots.result_curve(r) for r in results]
+    if args.anchors is not None:
+        curves += plots.published_curves(args.anchors_dir, args.anchors or None)
+    title = args.title or ", ".join(sorted({f"{r['images']} ({r['n_images']} images)" for r in results}))
+    write_atomic(args.output, plots.render(curves, title), force=args.force)
+    print(f"{args.output}: {len(curves)} curves")
+
+
+def cmd_flops(args: argparse.Namespace) -> None:
+    rows = []
+    for name in [args.model] if args.model else list(ARCHITECTURES):
+        config = complexity.model_config(name, args.paper_size)
+        rows.append({"model": name, "config": config, **complexity.flops_per_pixel(build(name, **config)),
+                     "paper": complexity.PAPER_FLOPS.get(name) if args.paper_size else None})
+    if args.json:
+        print(json.dumps({"unit": "FLOPs per image pixel", "paper_size": args.paper_size, "models": rows}, indent=2))
+        return
+    print(f"FLOPs per image pixel ({'paper size' if args.paper_size else 'embedded widths'}; multiply-add = 2 FLOPs)")
+    print(f"{'model':16s}{'N':>5s}{'M':>5s}" + "".join(f"{c:>12s}" for c in complexity.COMPONENTS) + f"{'g_s+h_s':>12s}")
+    for row in rows:
+        print(f"{row['model']:16s}{row['config']['N']:5d}{row['config']['M']:5d}"
+              + "".join(f"{row[c]:12,.0f}" for c in complexity.COMPONENTS) + f"{row['g_s'] + row['h_s']:12,.0f}")
+        if row["paper"]:
+            print(f"{'  paper':26s}" + "".join(f"{row['paper'][c]:12,.0f}" for c in complexity.COMPONENTS)
+                  + f"{row['paper']['g_s'] + row['paper']['h_s']:12,.0f}")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    x, notice = read_image(args.image)
+    if notice:
+        print(f"note: {notice}", file=sys.stderr)
+    report = {"image": args.image.name, **bench.run(x, args.quality, args.runs, tuple(args.threads))}
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    for n, rows in report["threads"].items():
+        print(f"{report['image']} {report['width']}x{report['height']}, median of {report['runs']} runs, {n} thread(s)")
+        print(f"  {'codec':38s}{'bytes':>7s}{'bpp':>7s}{'enc s':>8s}{'dec s':>8s}{'entropy':>8s}{'h_s':>8s}"
+              f"{'g_s':>8s}{'÷2-layer':>9s}{'÷jpeg-like':>11s}")
+        for r in rows:
+            split = "".join(f"{r[k]:8.4f}" if k in r else f"{'':8s}" for k in ("entropy_s", "h_s_s", "g_s_s"))
+            print(f"  {r['name']:38s}{r['bytes']:7d}{r['bpp']:7.3f}{r['encode_s']:8.4f}{r['decode_s']:8.4f}{split}"
+                  f"{r['decode_vs_two_layer']:9.2f}{r['decode_vs_jpeg_like']:11.2f}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="shallowcodec", description="Learned image codec with shallow decoders.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -230,9 +347,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="compress and decode images; report bpp (file bytes), PSNR, MS-SSIM")
     p.add_argument("input", type=Path, help="an image or a folder of images")
-    p.add_argument("--model", default=DEFAULT_ARCHITECTURE, choices=list(ARCHITECTURES))
-    p.add_argument("--quality", type=int, help="quality index (see `shallowcodec models`)")
-    p.add_argument("--json", type=Path, help="write per-image rows and means to this JSON file")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--model", default=DEFAULT_ARCHITECTURE, choices=list(ARCHITECTURES))
+    which.add_argument("--codec", choices=list(classical.ENCODERS),
+                       help="a classical codec through Pillow instead of a model (default: its quality sweep)")
+    how_good = p.add_mutually_exclusive_group()
+    how_good.add_argument("--quality", type=int, help="quality index (see `shallowcodec models`) or codec quality 0-100")
+    how_good.add_argument("--qualities", type=int, nargs="+", metavar="Q", help="several qualities (a rate-distortion curve)")
+    p.add_argument("--json", type=Path, help="write the result file (schema: evaluation.py) to this path")
     p.add_argument("--force", action="store_true", help="overwrite an existing JSON file")
     p.set_defaults(func=cmd_eval)
 
@@ -244,6 +366,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, help="write per-image rows and the mean to this JSON file")
     p.add_argument("--force", action="store_true", help="overwrite an existing JSON file")
     p.set_defaults(func=cmd_gap)
+
+    p = sub.add_parser("compare", help="BD-rate and BD-PSNR of result B against result A (Bjøntegaard, PCHIP)")
+    p.add_argument("a", type=Path, help="anchor result file (shallowcodec eval --json)")
+    p.add_argument("b", type=Path, help="tested result file; negative BD-rate = B saves bits")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("plot", help="rate-distortion plot (PSNR and MS-SSIM dB against bpp) as PNG")
+    p.add_argument("results", type=Path, nargs="*", help="result files (shallowcodec eval --json)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="PNG file")
+    p.add_argument("--anchors", nargs="*", metavar="NAME",
+                   help="overlay published Kodak curves (default set without names; see plots.py)")
+    p.add_argument("--anchors-dir", type=Path, default=plots.DEFAULT_ANCHORS_DIR,
+                   help="folder with paper-results/ and compressai-kodak/ (default: ../shared/anchors)")
+    p.add_argument("--title")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output")
+    p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("flops", help="FLOPs per pixel of g_a, h_a, g_s, h_s (paper convention)")
+    p.add_argument("--model", choices=list(ARCHITECTURES), help="one model (default: all)")
+    p.add_argument("--paper-size", action="store_true", help="paper widths N=192, M=320 instead of the embedded ones")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_flops)
+
+    p = sub.add_parser("bench", help="encode/decode wall time against mbt2018-mean and Pillow codecs")
+    p.add_argument("--image", type=Path, default=bench.DEFAULT_IMAGE, help="photo (default: photos24 eval01)")
+    p.add_argument("--quality", type=int, help="quality of the embedded models (default: their middle one)")
+    p.add_argument("--runs", type=_positive, default=5, help="timed runs per measurement; the median is reported")
+    p.add_argument("--threads", type=_positive, nargs="+", default=list(bench.THREADS), help="thread counts")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("train", help="train a model at one λ (see PAPER.md for the recipe)")
     training.build_parser(p)

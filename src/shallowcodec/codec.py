@@ -81,11 +81,23 @@ def image_to_tensor(image: Image.Image) -> tuple[Tensor, str | None]:
     if image.mode != "RGB":
         has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
         notice = f"converted {image.mode} image to RGB" + ("; alpha channel dropped" if has_alpha else "")
-        if image.mode.startswith("I"):  # 16-bit grayscale: scale to 8 bits rather than clip
-            image = Image.fromarray((np.asarray(image, dtype=np.float64) / 257).round().clip(0, 255).astype(np.uint8))
+        if image.mode.startswith("I") or image.mode == "F":
+            image = _to_8bit_gray(image)
         image = image.convert("RGB")
     data = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
     return data.view(image.height, image.width, 3).permute(2, 0, 1).contiguous(), notice
+
+
+def _to_8bit_gray(image: Image.Image) -> Image.Image:
+    """Integer or float grayscale → 8 bits: 16-bit data (I;16, or values above 255) is scaled
+    by 1/257, float data in [0, 1] by 255, anything else is taken as 8-bit values."""
+    a = np.asarray(image, dtype=np.float64)
+    peak = a.max(initial=0)
+    if image.mode.startswith("I;16") or peak > 255:
+        a = a / 257
+    elif image.mode == "F" and peak <= 1:
+        a = a * 255
+    return Image.fromarray(a.round().clip(0, 255).astype(np.uint8))
 
 
 def read_image(path: str | Path) -> tuple[Tensor, str | None]:

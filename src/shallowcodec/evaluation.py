@@ -2,20 +2,72 @@
 
 Conventions (paper, Evaluation): the reconstruction is rounded to integers in 0–255 before
 PSNR (RGB, peak 255) and MS-SSIM (pytorch-msssim, data range 255); bpp = file bytes × 8 / pixels.
+Learned (:class:`~shallowcodec.codec.Codec`) and classical
+(:class:`~shallowcodec.classical.PillowCodec`) codecs are measured by the same code.
+
+Result file (``shallowcodec eval --json``), one schema for every codec::
+
+    {
+      "schema": "shallowcodec-rd/1",
+      "codec": "shallowcodec" | "jpeg420" | "jpeg444" | "webp" | "avif" | "jxl",
+      "model": "two-layer" | "jpeg-like" | ... | null        (null for classical codecs),
+      "label": "two-layer"                                    (legend text of plots),
+      "images": "photos24", "n_images": 24,                   (folder name, image count)
+      "threads": 2,                                           (torch threads while timing)
+      "software": {"shallowcodec": "0.1.0", "torch": ..., "pillow": ..., "libjpeg_turbo": ..., ...},
+      "points": [                                             (one per quality, ascending)
+        {"quality": 3,                                        (model quality index or codec 0–100 quality)
+         "lmbda": 0.01 | null,                                (training λ; null for classical codecs)
+         "mean": {"bpp": …, "psnr": …, "ms_ssim": …, "encode_s": …, "decode_s": …},
+         "images": [{"image": "eval01_kodim23.png", "bytes": 11000, "bpp": 0.224, "psnr": 29.9,
+                     "ms_ssim": 0.95 | null, "encode_s": 0.41, "decode_s": 0.05}, …]}
+      ]
+    }
+
+Units: bpp in bits per pixel of the file bytes, psnr in dB, ms_ssim in [0, 1] (null below
+161 px a side; its mean is then left out), seconds of wall time. Means are plain averages over
+images (PSNR averaged in dB, as in the paper and CompressAI).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Protocol
 
+import numpy as np
+import PIL
 import torch
 from pytorch_msssim import ms_ssim
 from torch import Tensor
 from tqdm import tqdm
 
-from shallowcodec.codec import Codec, read_image
+from shallowcodec import __version__
+from shallowcodec.classical import library_versions
+from shallowcodec.codec import read_image
+
+SCHEMA = "shallowcodec-rd/1"
+#: Metrics a curve can be drawn for: PSNR (dB) and MS-SSIM in dB, −10·log10(1 − MS-SSIM).
+METRICS = ("psnr", "ms_ssim_db")
+
+
+class ImageCodec(Protocol):
+    """What :func:`evaluate` needs; the learned ``Codec`` and ``classical.PillowCodec`` both have it."""
+
+    architecture: str  #: model or codec name
+    quality: int
+    lmbda: float | None
+
+    def compress(self, x: Tensor) -> bytes: ...  # (3, H, W) uint8 → file bytes
+
+    def decompress_tensor(self, data: bytes) -> Tensor: ...  # file bytes → (3, H, W) uint8
+
+
+#: Encoder hook: (codec, (3, H, W) uint8 image) → file bytes. Lets per-image encoders (SGA) plug in.
+Compressor = Callable[[ImageCodec, Tensor], bytes]
 
 
 def psnr(x: Tensor, x_hat: Tensor) -> float:
@@ -31,11 +83,27 @@ def msssim(x: Tensor, x_hat: Tensor) -> float | None:
     return ms_ssim(x[None].float(), x_hat[None].float(), data_range=255).item()
 
 
-def evaluate_image(codec: Codec, path: Path) -> dict:
-    """Compress and decode one image; returns name, bytes, bpp, psnr (dB), ms_ssim and seconds."""
+def msssim_db(value: float) -> float:
+    """MS-SSIM in dB: −10·log10(1 − MS-SSIM) (inf for 1)."""
+    return math.inf if value >= 1 else -10 * math.log10(1 - value)
+
+
+def _default_compress(codec: ImageCodec, x: Tensor) -> bytes:
+    return codec.compress(x)
+
+
+def evaluate_image(codec: ImageCodec, path: Path, compress: Compressor = _default_compress) -> dict:
+    """Compress and decode one image; returns name, bytes, bpp, psnr (dB), ms_ssim and seconds.
+
+    ``compress(codec, x)`` produces the file bytes (default ``codec.compress(x)``); its wall
+    time is ``encode_s``, that of ``codec.decompress_tensor`` is ``decode_s``.
+
+    Raises:
+        ImageError: the image cannot be read.
+    """
     x, _ = read_image(path)
     t0 = time.perf_counter()
-    data = codec.compress(x)
+    data = compress(codec, x)
     t1 = time.perf_counter()
     x_hat = codec.decompress_tensor(data)
     t2 = time.perf_counter()
@@ -45,9 +113,71 @@ def evaluate_image(codec: Codec, path: Path) -> dict:
     }
 
 
-def evaluate(codec: Codec, paths: list[Path], progress: bool = True) -> dict:
-    """Evaluate a codec on images: per-image rows and their means (bpp, psnr, ms_ssim, seconds)."""
-    rows = [evaluate_image(codec, p) for p in tqdm(paths, desc=f"{codec.architecture} q{codec.quality}", disable=not progress)]
+def evaluate(codec: ImageCodec, paths: list[Path], progress: bool = True,
+             compress: Compressor = _default_compress) -> dict:
+    """Evaluate a codec on images: per-image rows and their means (bpp, psnr, ms_ssim, seconds).
+
+    Returns ``{"model", "quality", "lmbda", "images", "mean"}`` (``model`` is the codec's
+    ``architecture``); a tqdm progress bar runs on stderr when ``progress``.
+    """
+    rows = [evaluate_image(codec, p, compress)
+            for p in tqdm(paths, desc=f"{codec.architecture} q{codec.quality}", disable=not progress)]
     keys = ("bpp", "psnr", "ms_ssim", "encode_s", "decode_s")
     mean = {k: sum(r[k] for r in rows) / len(rows) for k in keys if all(r[k] is not None for r in rows)}
     return {"model": codec.architecture, "quality": codec.quality, "lmbda": codec.lmbda, "images": rows, "mean": mean}
+
+
+def evaluate_sweep(codecs: Iterable[ImageCodec], paths: list[Path], progress: bool = True,
+                   compress: Compressor = _default_compress) -> list[dict]:
+    """Evaluate one codec at several qualities: the ``points`` of a result file, by ascending quality."""
+    results = [evaluate(c, paths, progress, compress) for c in codecs]
+    points = [{"quality": r["quality"], "lmbda": r["lmbda"], "mean": r["mean"], "images": r["images"]} for r in results]
+    return sorted(points, key=lambda p: p["quality"])
+
+
+def rd_result(codec: str, model: str | None, folder: str, points: list[dict], label: str | None = None) -> dict:
+    """Assemble a result file (see the module docstring) from :func:`evaluate_sweep` points."""
+    return {
+        "schema": SCHEMA, "codec": codec, "model": model, "label": label or model or codec,
+        "images": folder, "n_images": len(points[0]["images"]) if points else 0,
+        "threads": torch.get_num_threads(),
+        "software": {"shallowcodec": __version__, "torch": torch.__version__, "pillow": PIL.__version__,
+                     **library_versions()},
+        "points": points,
+    }
+
+
+def load_result(path: Path) -> dict:
+    """Read and check a result file.
+
+    Raises:
+        ValueError: not JSON, not this schema, or without points (one-line message).
+        OSError: the file cannot be read.
+    """
+    try:
+        result = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not JSON: {e}") from None
+    if not isinstance(result, dict) or result.get("schema") != SCHEMA:
+        raise ValueError(f"{path} is not a shallowcodec result file (schema {SCHEMA})")
+    if not result.get("points"):
+        raise ValueError(f"{path} has no rate–distortion points")
+    return result
+
+
+def curve(result: dict, metric: str = "psnr") -> tuple[np.ndarray, np.ndarray]:
+    """Mean bpp and mean ``metric`` per point of a result file, in point order.
+
+    ``metric``: ``"psnr"`` (dB) or ``"ms_ssim_db"`` (dB of the mean MS-SSIM).
+
+    Raises:
+        ValueError: unknown metric, or a point without that mean (MS-SSIM of small images).
+    """
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
+    key = "psnr" if metric == "psnr" else "ms_ssim"
+    means = [p["mean"] for p in result["points"]]
+    if any(key not in m for m in means):
+        raise ValueError(f"{result.get('label')}: some points have no mean {key}")
+    values = [m[key] if metric == "psnr" else msssim_db(m[key]) for m in means]
+    return np.array([m["bpp"] for m in means]), np.array(values)

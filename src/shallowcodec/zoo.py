@@ -121,21 +121,29 @@ def load_weights(path: Path) -> LoadedModel:
     """
     try:
         data = Path(path).read_bytes()
-        tensors = load(data)
         meta = _read_metadata(data)
-        architecture = meta["architecture"]
+        architecture, quality, lmbda = meta["architecture"], int(meta["quality"]), float(meta["lmbda"])
         model = build(architecture, **json.loads(meta["config"]))
-    except (OSError, SafetensorError, KeyError, ValueError, TypeError) as e:
+        _copy_parameters(model, load(data))
+    except (OSError, SafetensorError, KeyError, ValueError, TypeError, RuntimeError) as e:
         raise ModelNotFoundError(f"cannot load weights {path}: {e}") from None
-    expected = dict(model.named_parameters())
-    if set(tensors) != set(expected):
-        raise ModelNotFoundError(f"cannot load weights {path}: parameter names do not match {architecture}")
-    with torch.no_grad():
-        for name, value in tensors.items():
-            expected[name].copy_(value.float())
     model.eval().update(force=True)
     weights_id = int.from_bytes(hashlib.sha256(data).digest()[:4], "little")
-    return LoadedModel(model, architecture, int(meta["quality"]), float(meta["lmbda"]), weights_id, meta)
+    return LoadedModel(model, architecture, quality, lmbda, weights_id, meta)
+
+
+def _copy_parameters(model: MeanScaleHyperprior, tensors: dict) -> None:
+    """Copy stored tensors into the model's parameters (fp16 → fp32).
+
+    Raises:
+        ValueError: names differ; RuntimeError: shapes differ.
+    """
+    params = dict(model.named_parameters())
+    if set(tensors) != set(params):
+        raise ValueError("parameter names do not match the architecture")
+    with torch.no_grad():
+        for name, value in tensors.items():
+            params[name].copy_(value.float())
 
 
 def _read_metadata(data: bytes) -> dict:

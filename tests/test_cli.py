@@ -1,0 +1,188 @@
+"""The command line (python -m shallowcodec.cli) against the embedded, trained weights.
+
+Each subprocess costs several seconds of imports, so the calls are few and shared through
+module-scoped fixtures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from shallowcodec import cli as cli_main
+from shallowcodec import codec, container, evaluation, zoo
+
+PHOTO = "eval03_sail.png"
+
+
+def cli(*args, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "shallowcodec.cli", *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, command: str) -> str:
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"shallowcodec {command}: error:")
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cli")
+
+
+@pytest.fixture(scope="module")
+def sail(photos24) -> Path:
+    return photos24 / PHOTO
+
+
+@pytest.fixture(scope="module")
+def compressed(work, sail):
+    """compress the photo with the default model and quality: (path of the .sdc, the run)."""
+    out = work / "sail.sdc"
+    return out, cli("compress", sail, "-o", out)
+
+
+def test_compress_reports_bpp(compressed, sail):
+    out, result = compressed
+    assert result.returncode == 0, result.stderr
+    size = out.stat().st_size
+    assert "bpp" in result.stdout and f"{size} bytes" in result.stdout
+    with Image.open(sail) as im:
+        w, h = im.size
+    assert f"{8 * size / (w * h):.4f} bpp" in result.stdout
+    assert f"two-layer q{zoo.default_quality('two-layer')}" in result.stdout
+
+
+def test_info_json(compressed, sail):
+    out, _ = compressed
+    result = cli("info", out, "--json")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    with Image.open(sail) as im:
+        w, h = im.size
+    assert (w, h) == (768, 512)
+    assert info["model"] == "two-layer"
+    assert info["quality"] == zoo.default_quality("two-layer") == 3
+    assert (info["height"], info["width"]) == (h, w)
+    assert info["bytes"] == out.stat().st_size
+    assert info["bpp"] == pytest.approx(8 * out.stat().st_size / (h * w))
+    assert info["header_bytes"] == container.header_size("two-layer")
+    header = container.unpack(out.read_bytes()).header
+    assert info["weights_id"] == f"{header.weights_id:08x}"
+    assert info["lmbda"] == pytest.approx(zoo.LMBDAS[3], rel=1e-6)
+
+
+def test_decompress_refuses_existing_output_then_force_overwrites(compressed, work, sail, capsys):
+    sdc, _ = compressed
+    png = work / "sail.png"
+    png.write_bytes(b"precious")
+    # refused (in-process, the exit status main() hands to sys.exit; a subprocess costs ~10 s here)
+    assert cli_main.main(["decompress", str(sdc), "-o", str(png)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("shallowcodec decompress: error:") and "--force" in err[0]
+    assert png.read_bytes() == b"precious"
+    before = sdc.read_bytes()
+    assert cli_main.main(["compress", str(sail), "-o", str(sdc)]) == 1  # same for compress
+    assert "exists" in capsys.readouterr().err
+    assert sdc.read_bytes() == before
+
+    done = cli("decompress", sdc, "-o", png, "--force")
+    assert done.returncode == 0, done.stderr
+    assert "768x512" in done.stdout
+    decoded, notice = codec.read_image(png)
+    original, _ = codec.read_image(sail)
+    assert notice is None and decoded.shape == original.shape == (3, 512, 768)
+    assert evaluation.psnr(original, decoded) > 20
+    assert not [p.name for p in work.iterdir() if p.name.endswith(".tmp")]  # no temp files left
+
+
+@pytest.mark.parametrize("damage", ["truncated", "bit-flipped", "random"])
+def test_damaged_files_give_one_line_error(compressed, work, damage):
+    sdc, _ = compressed
+    data = sdc.read_bytes()
+    if damage == "truncated":
+        bad = data[: len(data) // 2]
+    elif damage == "bit-flipped":
+        flipped = bytearray(data)
+        flipped[len(data) // 2] ^= 0x04
+        bad = bytes(flipped)
+    else:
+        bad = np.random.default_rng(0).integers(0, 256, len(data), dtype=np.uint8).tobytes()
+    src, out = work / f"{damage}.sdc", work / f"{damage}.png"
+    src.write_bytes(bad)
+    result = cli("decompress", src, "-o", out)
+    assert_one_line_error(result, "decompress")
+    assert result.stdout == ""
+    assert not out.exists()
+    assert not [p.name for p in work.iterdir() if p.name.startswith(f".{damage}.png")]
+
+
+# The next checks run cli.main in this process (same code path, no import cost): the process-level
+# behaviour (exit status, one stderr line, no traceback) is covered by the subprocess tests above.
+
+
+def test_missing_input_exit_1(work, capsys):
+    assert cli_main.main(["compress", str(work / "does-not-exist.png"), "-o", str(work / "never.sdc")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("shallowcodec compress: error:") and "does-not-exist.png" in err[0]
+    assert not (work / "never.sdc").exists()
+    assert cli_main.main(["info", str(work / "does-not-exist.sdc")]) == 1
+    assert capsys.readouterr().err.startswith("shallowcodec info: error:")
+
+
+def test_bad_option_exit_2(work, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main.main(["compress", "--no-such-option", str(work / "x.png"), "-o", str(work / "x.sdc")])
+    assert exit_info.value.code == 2
+    assert "usage:" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main.main(["compress", str(work / "x.png"), "-o", str(work / "x.sdc"), "--model", "nope"])
+    assert exit_info.value.code == 2
+
+
+def test_models_json(capsys):
+    assert cli_main.main(["models", "--json"]) == 0
+    table = json.loads(capsys.readouterr().out)
+    assert {"two-layer", "jpeg-like"} <= set(table)
+    for arch in ("two-layer", "jpeg-like"):
+        assert table[arch]["default_quality"] == 3
+        assert sorted(map(int, table[arch]["qualities"])) == [1, 3, 5]
+        assert table[arch]["qualities"]["1"]["lmbda"] == zoo.LMBDAS[1]
+    assert cli_main.main(["models"]) == 0
+    assert "two-layer (default)" in capsys.readouterr().out
+
+
+def test_rgba_input_with_jpeg_like_quality_1(work, photo_crop, capsys):
+    """One call covers two things (subprocesses are slow): an RGBA PNG gets a notice about its
+    alpha channel and still compresses, and ``--model jpeg-like --quality 1`` works."""
+    x = photo_crop(128, 192, 64, 64)
+    rgba = np.concatenate([x.permute(1, 2, 0).numpy(), np.full((128, 192, 1), 128, np.uint8)], axis=2)
+    src, out = work / "rgba.png", work / "rgba-jpeg.sdc"
+    Image.fromarray(rgba, "RGBA").save(src)
+    result = cli("compress", src, "-o", out, "--model", "jpeg-like", "--quality", "1")
+    assert result.returncode == 0, result.stderr
+    assert "alpha" in result.stderr and "Traceback" not in result.stderr
+    assert "jpeg-like q1" in result.stdout and "bpp" in result.stdout
+
+    capsys.readouterr()
+    assert cli_main.main(["info", str(out), "--json"]) == 0  # in-process: one subprocess less
+    fields = json.loads(capsys.readouterr().out)
+    assert (fields["model"], fields["quality"]) == ("jpeg-like", 1)
+    assert (fields["height"], fields["width"]) == (128, 192)
+    assert fields["bytes"] == os.path.getsize(out)
+    assert fields["lmbda"] == pytest.approx(zoo.LMBDAS[1], rel=1e-6)
+    # and it decodes (in-process) to the crop's size with a sane quality
+    decoded = codec.Codec(zoo.load_embedded("jpeg-like", 1)).decompress_tensor(out.read_bytes())
+    assert decoded.shape == (3, 128, 192)
+    assert evaluation.psnr(x, decoded) > 15

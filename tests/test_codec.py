@@ -1,0 +1,391 @@
+"""The codec (shallowcodec.codec) and the weights files (shallowcodec.zoo), on real photo crops."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from safetensors.torch import save
+
+import shallowcodec
+from shallowcodec import codec, container, zoo
+from shallowcodec.codec import ImageError, image_to_tensor, mirror_pad
+from shallowcodec.container import ContainerError
+from shallowcodec.zoo import ModelNotFoundError
+
+#: rANS (CompressAI's 64-bit coder) flushes its 8-byte state at the end of every string.
+RANS_FLUSH_BYTES = 8
+
+
+def reference_reconstruction(loaded: zoo.LoadedModel, x: torch.Tensor) -> torch.Tensor:
+    """What the decoder must output: eval-mode forward on the padded image (y and z rounded),
+    x̂ clamped to [0, 1], cropped to the image, ×255 and rounded to uint8."""
+    h, w = x.shape[-2:]
+    model = loaded.model.eval()
+    with torch.no_grad():
+        x_hat = model(mirror_pad(x[None].float() / 255))["x_hat"]
+    return x_hat.clamp(0, 1)[0, :, :h, :w].mul(255).round().to(torch.uint8)
+
+
+def estimated_bytes(loaded: zoo.LoadedModel, x: torch.Tensor) -> float:
+    """The entropy model's rate estimate: Σ −log2 likelihoods of y and z (eval forward) / 8."""
+    with torch.no_grad():
+        out = loaded.model.eval()(mirror_pad(x[None].float() / 255))
+    return sum(-torch.log2(lk).sum().item() for lk in out["likelihoods"].values()) / 8
+
+
+# --- (a), (b): decoding reproduces the model's rounded-latent reconstruction exactly ---------------
+
+
+@pytest.mark.parametrize("top, left, h, w", [(0, 0, 128, 192), (200, 300, 96, 80)])
+def test_decoded_image_equals_models_rounded_reconstruction(tiny_codec, photo_crop, top, left, h, w):
+    x = photo_crop(h, w, top, left)
+    data = tiny_codec.compress(x)
+    decoded = tiny_codec.decompress_tensor(data)
+    assert decoded.dtype == torch.uint8 and decoded.shape == (3, h, w)
+    assert torch.equal(decoded, reference_reconstruction(tiny_codec.loaded, x))
+    # and the PIL path gives the same pixels
+    assert np.array_equal(np.asarray(tiny_codec.decompress(data)), decoded.permute(1, 2, 0).numpy())
+
+
+@pytest.mark.parametrize("h, w", [(1, 1), (1, 7), (5, 3), (65, 129), (64, 64)])
+def test_odd_sizes_round_trip(tiny_codec, photo_crop, h, w):
+    x = photo_crop(h, w, 137, 211)
+    data = tiny_codec.compress(x)
+    stream = container.unpack(data)
+    assert (stream.header.height, stream.header.width) == (h, w)
+    decoded = tiny_codec.decompress_tensor(data)
+    assert decoded.shape == (3, h, w) and decoded.dtype == torch.uint8
+    assert torch.equal(decoded, reference_reconstruction(tiny_codec.loaded, x))
+
+
+def test_compress_is_deterministic_and_accepts_pil(tiny_codec, photo_crop):
+    x = photo_crop(64, 96, 10, 20)
+    data = tiny_codec.compress(x)
+    assert tiny_codec.compress(x) == data
+    assert tiny_codec.compress(codec.tensor_to_image(x)) == data
+
+
+# --- (c): the file is as long as the entropy model says ------------------------------------------
+
+
+def test_file_size_matches_rate_estimate_of_trained_model(photo_crop):
+    """Real (trained, embedded) model on a 256×256 photo crop: len(file) within 2 % of
+    Σ −log2 p / 8 + header. (An *untrained* model is not used here: all its σ sit just above a
+    scale-table entry, so snapping σ up to the table costs ~4 % over the estimate; see the next test.)"""
+    loaded = zoo.load_embedded("two-layer")
+    x = photo_crop(256, 256, 128, 192)
+    data = codec.Codec(loaded).compress(x)
+    stream = container.unpack(data)
+    expected = estimated_bytes(loaded, x) + container.header_size("two-layer")
+    # slack: the 2 % of the brief, plus the rANS flush of each of the two strings
+    assert abs(len(data) - expected) <= 0.02 * expected + 2 * RANS_FLUSH_BYTES, (len(data), expected)
+    assert len(data) == container.header_size("two-layer") + len(stream.z_string) + len(stream.y_string)
+
+
+def test_file_size_matches_rate_with_snapped_scales(tiny_codec, photo_crop):
+    """The y string costs what the discretized Gaussian with σ snapped to the 64-entry scale
+    table (the coder's σ) predicts: within 1 % plus the rANS flush."""
+    x = photo_crop(256, 256, 100, 50)
+    model = tiny_codec.loaded.model
+    stream = container.unpack(tiny_codec.compress(x))
+    with torch.no_grad():
+        y = model.g_a(mirror_pad(x[None].float() / 255))
+        z_hat, z_lk = model.entropy_bottleneck(model.h_a(y))
+        mu, sigma = model.h_s(z_hat)
+        gc = model.gaussian_conditional
+        snapped = gc.scale_table[gc.build_indexes(sigma).long()]
+        _, y_lk = gc(y, snapped, means=mu)
+    y_est = -torch.log2(y_lk).sum().item() / 8
+    z_est = -torch.log2(z_lk).sum().item() / 8
+    assert abs(len(stream.y_string) - y_est) <= 0.01 * y_est + RANS_FLUSH_BYTES, (len(stream.y_string), y_est)
+    assert abs(len(stream.z_string) - z_est) <= 0.02 * z_est + RANS_FLUSH_BYTES, (len(stream.z_string), z_est)
+
+
+# --- (d): mirror padding -------------------------------------------------------------------------
+
+
+def test_mirror_pad_one_pixel_repeats_it():
+    x = torch.tensor([[[[7.0]]], [[[-2.0]]]]).reshape(1, 2, 1, 1)
+    out = mirror_pad(x)
+    assert out.shape == (1, 2, 64, 64)
+    assert (out[0, 0] == 7).all() and (out[0, 1] == -2).all()
+
+
+def test_mirror_pad_larger_than_image_keeps_reflecting():
+    x = torch.arange(3.0).reshape(1, 1, 1, 3)  # a 1×3 image [0, 1, 2]
+    out = mirror_pad(x, align=8)
+    assert out.shape == (1, 1, 8, 8)
+    # reflection without repeating the edge, continued periodically: 0 1 2 1 0 1 2 1
+    assert out[0, 0, 0].tolist() == [0, 1, 2, 1, 0, 1, 2, 1]
+    assert (out[0, 0] == out[0, 0, :1]).all()  # one row repeated down
+    x = torch.arange(2.0).reshape(1, 1, 2, 1)  # 2×1: 0 1 0 1 ...
+    assert mirror_pad(x, align=5)[0, 0, :, 0].tolist() == [0, 1, 0, 1, 0]
+
+
+@pytest.mark.parametrize("h, w, align", [(5, 7, 8), (64, 40, 64), (40, 64, 64), (33, 50, 64), (64, 64, 64)])
+def test_mirror_pad_equals_reflect_padding_where_defined(h, w, align):
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, h, w)
+    out = mirror_pad(x, align)
+    ph, pw = -h % align, -w % align
+    assert out.shape == (2, 3, h + ph, w + pw)
+    assert torch.equal(out, F.pad(x, (0, pw, 0, ph), mode="reflect"))
+    assert torch.equal(out[..., :h, :w], x)
+
+
+def test_mirror_pad_works_on_uint8_and_3d():
+    x = torch.arange(6, dtype=torch.uint8).reshape(1, 2, 3)
+    out = mirror_pad(x, align=4)
+    assert out.dtype == torch.uint8 and out.shape == (1, 4, 4)
+    assert out[0].tolist() == [[0, 1, 2, 1], [3, 4, 5, 4], [0, 1, 2, 1], [3, 4, 5, 4]]
+
+
+# --- (e), (f): header contents and refusing foreign files ----------------------------------------
+
+
+def test_header_fields_match_codec(tiny_codec, photo_crop, tmp_path):
+    x = photo_crop(70, 90, 5, 6)
+    header = container.unpack(tiny_codec.compress(x)).header
+    assert header.architecture == tiny_codec.architecture == "two-layer"
+    assert header.quality == tiny_codec.quality == 3
+    assert header.lmbda == float(np.float32(tiny_codec.lmbda)) == float(np.float32(0.01))
+    assert (header.height, header.width) == (70, 90)
+    digest = hashlib.sha256((tmp_path / "tiny.safetensors").read_bytes()).digest()
+    assert header.weights_id == tiny_codec.loaded.weights_id == int.from_bytes(digest[:4], "little")
+
+
+def test_file_for_other_weights_quality_or_architecture_is_refused(tiny_codec, codec_factory, photo_crop):
+    data = tiny_codec.compress(photo_crop(32, 48))
+    other_weights = codec_factory("seed1.safetensors", seed=1)
+    other_quality = codec_factory("q4.safetensors", quality=4, lmbda=0.02)
+    other_arch = codec_factory("jpeg.safetensors", architecture="jpeg-like")
+    assert other_weights.loaded.weights_id != tiny_codec.loaded.weights_id
+    with pytest.raises(ContainerError, match="other two-layer q3 weights"):
+        other_weights.decompress_tensor(data)
+    with pytest.raises(ContainerError, match="quality 3"):
+        other_quality.decompress_tensor(data)
+    with pytest.raises(ContainerError, match="two-layer"):
+        other_arch.decompress(data)
+    # the file is fine for its own codec
+    assert tiny_codec.decompress_tensor(data).shape == (3, 32, 48)
+
+
+def test_module_decompress_refuses_unknown_or_foreign_models(tiny_codec, photo_crop):
+    data = tiny_codec.compress(photo_crop(16, 16))
+    stream = container.unpack(data)
+    # embedded two-layer q3 exists, but with other weights
+    with pytest.raises(ContainerError, match="other two-layer q3 weights"):
+        shallowcodec.decompress(data)
+    h = stream.header
+    for header in (container.Header("nope", 3, h.lmbda, h.weights_id, 16, 16),
+                   container.Header("two-layer", 6, h.lmbda, h.weights_id, 16, 16)):
+        with pytest.raises(ContainerError, match="cannot decode"):
+            shallowcodec.decompress(container.pack(header, stream.z_string, stream.y_string))
+
+
+def test_damaged_file_raises_container_error(tiny_codec, photo_crop):
+    data = tiny_codec.compress(photo_crop(64, 64))
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0x10
+    for bad in (data[:-5], bytes(flipped), b"", b"\x89SDC", data + b"x"):
+        with pytest.raises(ContainerError):
+            tiny_codec.decompress_tensor(bad)
+
+
+# --- (g): image conversion -----------------------------------------------------------------------
+
+
+def test_rgb_image_is_unchanged_without_notice(photo_crop):
+    x = photo_crop(8, 9)
+    y, notice = image_to_tensor(codec.tensor_to_image(x))
+    assert notice is None and torch.equal(x, y)
+
+
+def test_rgba_becomes_rgb_with_alpha_notice(photo_crop):
+    x = photo_crop(10, 12)
+    rgba = np.concatenate([x.permute(1, 2, 0).numpy(), np.full((10, 12, 1), 77, np.uint8)], axis=2)
+    y, notice = image_to_tensor(Image.fromarray(rgba, "RGBA"))
+    assert y.shape == (3, 10, 12) and y.dtype == torch.uint8
+    assert torch.equal(y, x)  # alpha dropped, colour kept
+    assert "RGBA" in notice and "alpha" in notice
+
+
+def test_grayscale_and_palette_are_converted_with_notice():
+    gray = np.arange(20, dtype=np.uint8).reshape(4, 5) * 10
+    y, notice = image_to_tensor(Image.fromarray(gray, "L"))
+    assert y.shape == (3, 4, 5)
+    assert all(torch.equal(y[c], torch.from_numpy(gray)) for c in range(3))
+    assert "L" in notice and "RGB" in notice and "alpha" not in notice
+
+    palette = Image.fromarray(gray, "L").convert("P")
+    palette.putpalette([v for i in range(256) for v in (i, 255 - i, 3)])
+    y, notice = image_to_tensor(palette)
+    assert notice is not None and "P" in notice
+    idx = torch.from_numpy(np.array(palette)).long()
+    assert torch.equal(y[0].long(), idx) and torch.equal(y[1].long(), 255 - idx) and (y[2] == 3).all()
+
+
+def test_palette_with_transparency_mentions_alpha():
+    image = Image.new("P", (3, 2), 1)
+    image.info["transparency"] = 0
+    _, notice = image_to_tensor(image)
+    assert "alpha" in notice
+
+
+def test_16_bit_grayscale_is_scaled_not_clipped():
+    values = np.array([[0, 257, 30000, 65535]], dtype=np.uint16)
+    image = Image.fromarray(values)
+    assert image.mode.startswith("I;16")
+    y, notice = image_to_tensor(image)
+    assert notice is not None and image.mode in notice
+    expected = [0, 1, round(30000 / 257), 255]  # 30000 would clip to 255
+    assert all(y[c, 0].tolist() == expected for c in range(3))
+
+
+def test_8_bit_values_in_32_bit_and_float_grayscale_keep_their_level():
+    """Reported: L.convert("I") and float images in [0, 1] came out almost black."""
+    gray = Image.fromarray(np.array([[0, 100, 255]], dtype=np.uint8))
+    x, notice = codec.image_to_tensor(gray.convert("I"))
+    assert x[0, 0].tolist() == [0, 100, 255] and "I" in notice
+    floats = Image.fromarray(np.array([[0.0, 0.5, 1.0]], dtype=np.float32), "F")
+    assert codec.image_to_tensor(floats)[0][1, 0].tolist() == [0, 128, 255]
+
+
+def test_16_bit_png_file_is_scaled(tmp_path):
+    path = tmp_path / "g16.png"
+    Image.fromarray(np.array([[65535, 0], [12850, 65535]], dtype=np.uint16)).save(path)
+    y, notice = codec.read_image(path)
+    assert notice is not None
+    assert y[0].tolist() == [[255, 0], [50, 255]]
+
+
+def test_read_image_errors(tmp_path):
+    with pytest.raises(ImageError, match="no such file"):
+        codec.read_image(tmp_path / "missing.png")
+    (tmp_path / "junk.png").write_bytes(b"not an image at all")
+    with pytest.raises(ImageError, match="cannot read"):
+        codec.read_image(tmp_path / "junk.png")
+
+
+# --- (h): bad tensors ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [
+    torch.rand(3, 8, 8),                               # float
+    torch.zeros(3, 8, 8, dtype=torch.int32),           # other integer type
+    torch.zeros(1, 3, 8, 8, dtype=torch.uint8),        # batched
+    torch.zeros(4, 8, 8, dtype=torch.uint8),           # RGBA-shaped
+    torch.zeros(8, 8, dtype=torch.uint8),              # 2-D
+    torch.zeros(3, 0, 8, dtype=torch.uint8),           # empty
+    np.zeros((8, 8, 3), dtype=np.uint8),               # not a tensor
+])
+def test_compress_rejects_bad_input(tiny_codec, bad):
+    with pytest.raises(ImageError):
+        tiny_codec.compress(bad)
+
+
+# --- (i): weights files --------------------------------------------------------------------------
+
+
+def test_save_load_weights_round_trip(tiny_codec, tmp_path):
+    loaded = tiny_codec.loaded
+    assert (loaded.architecture, loaded.quality, loaded.lmbda) == ("two-layer", 3, 0.01)
+    assert json.loads(loaded.metadata["config"]) == {"N": 8, "M": 16}
+    assert not loaded.model.training
+    torch.manual_seed(0)
+    original = zoo.build("two-layer", N=8, M=16)
+    for name, p in original.named_parameters():  # stored as fp16
+        assert torch.equal(dict(loaded.model.named_parameters())[name], p.detach().half().float()), name
+
+
+@pytest.mark.parametrize("content", [b"", b"abc", bytes(random.Random(0).randbytes(4096)),
+                                     b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\": 1}       "])
+def test_load_weights_rejects_garbage(tmp_path, content):
+    path = tmp_path / "garbage.safetensors"
+    path.write_bytes(content)
+    with pytest.raises(ModelNotFoundError, match="cannot load weights"):
+        zoo.load_weights(path)
+
+
+def test_load_weights_rejects_missing_and_foreign_files(tmp_path):
+    with pytest.raises(ModelNotFoundError):
+        zoo.load_weights(tmp_path / "missing.safetensors")
+    # a valid safetensors file, but not a shallowcodec one (no metadata / wrong names)
+    path = tmp_path / "foreign.safetensors"
+    path.write_bytes(save({"w": torch.zeros(2)}))
+    with pytest.raises(ModelNotFoundError):
+        zoo.load_weights(path)
+    path.write_bytes(save({"w": torch.zeros(2)}, metadata={"architecture": "two-layer", "quality": "3",
+                                                          "lmbda": "0.01", "config": '{"N": 8, "M": 16}'}))
+    with pytest.raises(ModelNotFoundError, match="parameter names"):
+        zoo.load_weights(path)
+    path.write_bytes(save({"w": torch.zeros(2)}, metadata={"architecture": "nope", "quality": "3",
+                                                          "lmbda": "0.01", "config": "{}"}))
+    with pytest.raises(ModelNotFoundError, match="nope"):
+        zoo.load_weights(path)
+
+
+def _tiny_tensors(M: int = 16) -> dict:
+    torch.manual_seed(0)
+    return {k: v.detach().half().contiguous() for k, v in zoo.build("two-layer", N=8, M=M).named_parameters()}
+
+
+@pytest.mark.parametrize("case", ["no-quality", "bad-lmbda", "shape-mismatch"])
+def test_load_weights_rejects_inconsistent_shallowcodec_files(tmp_path, case):
+    meta = {"architecture": "two-layer", "quality": "3", "lmbda": "0.01", "config": '{"N": 8, "M": 16}'}
+    tensors = _tiny_tensors()
+    if case == "no-quality":
+        del meta["quality"]
+    elif case == "bad-lmbda":
+        meta["lmbda"] = "much"
+    else:
+        tensors = _tiny_tensors(M=32)  # names match, shapes do not
+    path = tmp_path / f"{case}.safetensors"
+    path.write_bytes(save(tensors, metadata=meta))
+    with pytest.raises(ModelNotFoundError):
+        zoo.load_weights(path)
+
+
+def test_build_and_load_embedded_unknown_names():
+    with pytest.raises(ModelNotFoundError, match="nope"):
+        zoo.build("nope")
+    with pytest.raises(ModelNotFoundError, match="nope"):
+        zoo.load_embedded("nope")
+    with pytest.raises(ModelNotFoundError, match="no quality 6"):
+        zoo.load_embedded("two-layer", 6)
+    with pytest.raises(ModelNotFoundError):
+        codec.load("mbt2018-mean")  # a known architecture without embedded weights
+    assert issubclass(ModelNotFoundError, LookupError)
+
+
+def test_build_produces_requested_widths():
+    model = zoo.build("jpeg-like", N=8, M=16, kernel_size=26)
+    assert model.g_s.deconv.in_channels == 16 and model.g_s.deconv.kernel_size == (26, 26)
+    assert model.entropy_bottleneck.channels == 16
+    assert set(zoo.ARCHITECTURES) == {"jpeg-like", "two-layer", "two-layer-nores", "mbt2018-mean"}
+    assert zoo.LMBDAS == (0.00125, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08)
+
+
+def test_embedded_models_and_default_quality():
+    found = zoo.embedded_models()
+    assert {"two-layer", "jpeg-like"} <= set(found)
+    assert sorted(found["two-layer"]) == [1, 3, 5]
+    assert zoo.default_quality("two-layer") == 3
+
+
+def test_saved_image_file_round_trip(tiny_codec, photo_crop):
+    """decompress → PNG bytes → read back gives the same pixels (PNG is lossless)."""
+    x = photo_crop(20, 30, 40, 50)
+    image = tiny_codec.decompress(tiny_codec.compress(x))
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    y, notice = image_to_tensor(Image.open(io.BytesIO(buf.getvalue())))
+    assert notice is None and torch.equal(y, tiny_codec.decompress_tensor(tiny_codec.compress(x)))
