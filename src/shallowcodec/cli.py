@@ -149,7 +149,12 @@ def cmd_eval(args: argparse.Namespace) -> None:
     if args.json:
         check_output(args.json, args.force)
     codecs = eval_codecs(args)
-    points = evaluate_sweep(codecs, paths, progress=len(paths) > 1 or len(codecs) > 1)
+    sga_on = args.sga_steps > 0 or args.sga_seconds is not None
+    if sga_on and args.codec:
+        raise CLIError("--sga-steps/--sga-seconds apply to learned models only")
+    compress = (lambda c, x: c.compress(x, sga_steps=args.sga_steps, sga_seconds=args.sga_seconds, seed=args.seed)) \
+        if sga_on else (lambda c, x: c.compress(x))
+    points = evaluate_sweep(codecs, paths, progress=len(paths) > 1 or len(codecs) > 1, compress=compress)
     for point in points:
         if len(points) == 1:
             for row in point["images"]:
@@ -160,7 +165,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
     if args.json:
         model = None if args.codec else codecs[0].architecture
         folder = (args.input if args.input.is_dir() else args.input.absolute().parent).name
-        result = rd_result(args.codec or "shallowcodec", model, folder, points)
+        label = f"{model} + SGA ({args.sga_steps or f'{args.sga_seconds} s'})" if sga_on else None
+        result = rd_result(args.codec or "shallowcodec", model, folder, points, label=label)
         write_atomic(args.json, (json.dumps(result, indent=2) + "\n").encode(), force=args.force)
 
 
@@ -354,6 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     how_good = p.add_mutually_exclusive_group()
     how_good.add_argument("--quality", type=int, help="quality index (see `shallowcodec models`) or codec quality 0-100")
     how_good.add_argument("--qualities", type=int, nargs="+", metavar="Q", help="several qualities (a rate-distortion curve)")
+    add_sga_arguments(p)
     p.add_argument("--json", type=Path, help="write the result file (schema: evaluation.py) to this path")
     p.add_argument("--force", action="store_true", help="overwrite an existing JSON file")
     p.set_defaults(func=cmd_eval)

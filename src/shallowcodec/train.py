@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from shallowcodec.codec import image_files, image_to_tensor
 from shallowcodec.hyperprior import QUANTIZERS, MeanScaleHyperprior
-from shallowcodec.zoo import ARCHITECTURES, LMBDAS, build, load_weights, save_weights
+from shallowcodec.zoo import ARCHITECTURES, LMBDAS, LoadedModel, build, load_weights, model_card, save_weights
 
 
 def rd_loss(out: dict, x: Tensor, lmbda: float) -> dict[str, Tensor]:
@@ -146,8 +146,7 @@ def train(args: argparse.Namespace) -> Path:
         step, seconds = state["step"], state["seconds"]
         torch.set_rng_state(state["torch_rng"])
     elif args.init:
-        init = load_weights(args.init).model
-        model.load_state_dict({k: v for k, v in init.state_dict().items() if not k.endswith(("_quantized_cdf", "_offset", "_cdf_length"))}, strict=False)
+        _copy_from(model, load_weights(args.init), args.model)
     sampler = CropSampler(args.data, args.crop, seed=args.seed + step)
     model.train()
     start, last_ckpt = time.monotonic(), time.monotonic()
@@ -180,11 +179,37 @@ def train(args: argparse.Namespace) -> Path:
     seconds += time.monotonic() - start
     save_checkpoint(ckpt_path, model, optimizer, aux_optimizer, step, vars(args), seconds)
     model.eval()
+    prior_steps, prior_seconds = _prior_training(args.init)
     save_weights(Path(args.out), model, args.model, config, args.quality, args.lmbda,
                  steps=step, planned_steps=args.steps, train_seconds=round(seconds, 1), crop=args.crop,
                  batch_size=args.batch_size, quantizer=args.quantizer, lr=args.lr,
-                 init=Path(args.init).name if args.init else None)
+                 init=Path(args.init).name if args.init else None,
+                 total_steps=prior_steps + step, total_train_seconds=round(prior_seconds + seconds, 1))
     return Path(args.out)
+
+
+def _copy_from(model: MeanScaleHyperprior, init: LoadedModel, architecture: str) -> None:
+    """Start from the parameters of other trained weights of the same architecture and widths.
+
+    Raises:
+        ValueError: the weights are of another architecture or other widths.
+    """
+    if init.architecture != architecture:
+        raise ValueError(f"--init weights are {init.architecture}, not {architecture}")
+    source = dict(init.model.named_parameters())
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if source[name].shape != param.shape:
+                raise ValueError(f"--init weights have other widths ({name}: {tuple(source[name].shape)})")
+            param.copy_(source[name])
+
+
+def _prior_training(init: Path | None) -> tuple[int, float]:
+    """Steps and seconds already spent on the --init weights (0 when training from scratch)."""
+    if init is None:
+        return 0, 0.0
+    card = model_card(init)
+    return card.get("total_steps", card["steps"]), card.get("total_train_seconds", card["train_seconds"])
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
