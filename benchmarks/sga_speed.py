@@ -7,26 +7,15 @@ Times the full iteration of sga.refine, then each part alone (forward and backwa
 """
 
 import argparse
-import statistics
-import time
 from pathlib import Path
 
 import torch
 
 from shallowcodec import load, sga
+from shallowcodec.bench import median_seconds
 from shallowcodec.codec import mirror_pad, read_image
 
 PHOTO = Path(__file__).resolve().parents[2] / "shared/data/photos24/eval01_kodim23.png"
-
-
-def median_seconds(fn, runs: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:

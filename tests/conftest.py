@@ -18,6 +18,16 @@ PHOTO = "eval03_sail.png"
 TINY = {"N": 8, "M": 16}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_thread():
+    """One torch thread for the suite: the models are tiny, and a thread pool competing with other
+    jobs for two cores slows some ops (MS-SSIM) by ~50×."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def photos24() -> Path:
     if not PHOTOS24.is_dir():

@@ -15,15 +15,6 @@ MAGIC = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: MS-SSIM on two threads is ~50× slower while other jobs load both cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def crop(photos24, photo_crop):
     return photo_crop(96, 128, top=200, left=300)

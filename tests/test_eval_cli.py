@@ -6,21 +6,11 @@ import json
 import math
 
 import pytest
-import torch
 
 from shallowcodec import bench, cli
 from shallowcodec.codec import tensor_to_image
 from shallowcodec.evaluation import SCHEMA, load_result
 from shallowcodec.plots import DEFAULT_ANCHORS_DIR
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: MS-SSIM on two threads is ~50× slower while other jobs load both cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture
