@@ -41,9 +41,9 @@ def main() -> None:
 
     def full():
         z_t = medians + sga.sga_round(z - medians, 0.3, g)
-        mu, _ = model.h_s(z_t)
+        mu, sigma = model.h_s(z_t)
         y_t = mu + sga.sga_round(y - mu, 0.3, g)
-        sga.rd_cost(model, x, y_t, z_t, codec.lmbda, size)[0].sum().backward()
+        sga.rd_cost(model, x, y_t, z_t, codec.lmbda, size, (mu, sigma))[0].sum().backward()
 
     def part(fn):
         return lambda: fn().sum().backward()

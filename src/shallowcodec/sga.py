@@ -71,18 +71,19 @@ def _y_bits(model: MeanScaleHyperprior, y: Tensor, mu: Tensor, sigma: Tensor) ->
 
 
 def rd_cost(model: MeanScaleHyperprior, x: Tensor, y: Tensor, z: Tensor, lmbda: float,
-            size: tuple[int, int]) -> tuple[Tensor, Tensor, Tensor]:
+            size: tuple[int, int], mu_sigma: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """Per-image rate–distortion cost of latents y, z as given (no rounding applied here).
 
     Args:
         x: (B, 3, H', W') padded target in [0, 1]; only the top-left ``size`` = (H, W) counts.
         y: (B, M, H'/16, W'/16); z: (B, M, H'/64, W'/64).
+        mu_sigma: h_s(z) when the caller already has it (it is computed otherwise).
 
     Returns:
         (cost, bpp, mse), each (B,): cost = bpp + λ·MSE, bpp over the H·W real pixels, MSE on 0–255.
     """
     h, w = size
-    mu, sigma = model.h_s(z)
+    mu, sigma = model.h_s(z) if mu_sigma is None else mu_sigma
     bpp = (_z_bits(model, z) + _y_bits(model, y, mu, sigma)) / (h * w)
     x_hat = model.g_s(y)[..., :h, :w]
     mse = ((x_hat - x[..., :h, :w]) ** 2).mean(dim=(1, 2, 3)) * 255**2
@@ -130,9 +131,9 @@ def refine(model: MeanScaleHyperprior, x: Tensor, y: Tensor, z: Tensor, lmbda: f
         while t < total:
             tau = temperature(t)
             z_tilde = medians + sga_round(z - medians, tau, generator)
-            mu, _ = model.h_s(z_tilde)
+            mu, sigma = model.h_s(z_tilde)
             y_tilde = mu + sga_round(y - mu, tau, generator)
-            cost, bpp, mse = rd_cost(model, x, y_tilde, z_tilde, lmbda, size)
+            cost, bpp, mse = rd_cost(model, x, y_tilde, z_tilde, lmbda, size, (mu, sigma))
             optimizer.zero_grad(set_to_none=True)
             cost.sum().backward()
             optimizer.step()
