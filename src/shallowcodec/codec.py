@@ -162,8 +162,10 @@ class Codec:
         """Compress images of equal size as one batch (SGA optimizes them together); see :meth:`compress`.
 
         Raises:
-            ImageError: bad image, or images of different sizes.
+            ImageError: no image, a bad image, or images of different sizes.
         """
+        if not images:
+            raise ImageError("no image to compress")
         xs = [self._as_tensor(image) for image in images]
         size = tuple(xs[0].shape[-2:])
         if any(tuple(x.shape[-2:]) != size for x in xs):
@@ -226,6 +228,8 @@ class Codec:
             raise ImageError("expected a PIL image or a (3, H, W) uint8 tensor")
         if image.shape[1] * image.shape[2] == 0:
             raise ImageError("empty image")
+        if image.shape[1] * image.shape[2] > MAX_PIXELS:
+            raise ImageError(f"image of {image.shape[2]}×{image.shape[1]} pixels exceeds the limit of {MAX_PIXELS} pixels")
         return image
 
 
