@@ -223,7 +223,7 @@ class Codec:
     @staticmethod
     def _as_tensor(image: Image.Image | Tensor) -> Tensor:
         if isinstance(image, Image.Image):
-            return image_to_tensor(image)[0]
+            image = image_to_tensor(image)[0]
         if not (isinstance(image, Tensor) and image.dtype == torch.uint8 and image.dim() == 3 and image.shape[0] == 3):
             raise ImageError("expected a PIL image or a (3, H, W) uint8 tensor")
         if image.shape[1] * image.shape[2] == 0:
