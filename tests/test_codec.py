@@ -16,7 +16,7 @@ from safetensors.torch import save
 
 import shallowcodec
 from shallowcodec import codec, container, zoo
-from shallowcodec.codec import ImageError, image_to_tensor, mirror_pad
+from shallowcodec.codec import ImageError, image_to_tensor, mirror_pad, tensor_to_image
 from shallowcodec.container import ContainerError
 from shallowcodec.zoo import ModelNotFoundError
 
@@ -389,3 +389,13 @@ def test_saved_image_file_round_trip(tiny_codec, photo_crop):
     image.save(buf, format="PNG")
     y, notice = image_to_tensor(Image.open(io.BytesIO(buf.getvalue())))
     assert notice is None and torch.equal(y, tiny_codec.decompress_tensor(tiny_codec.compress(x)))
+
+
+def test_images_beyond_the_decoder_limit_are_refused_at_encode(tiny_codec, photo_crop, monkeypatch):
+    monkeypatch.setattr(codec, "MAX_PIXELS", 64 * 64 - 1)
+    with pytest.raises(ImageError, match="exceeds"):
+        tiny_codec.compress(photo_crop(64, 64))
+    with pytest.raises(ImageError, match="exceeds"):
+        tiny_codec.compress(tensor_to_image(photo_crop(64, 64)))
+    with pytest.raises(ImageError, match="no image"):
+        tiny_codec.compress_batch([])
