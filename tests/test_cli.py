@@ -13,11 +13,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 from PIL import Image
 
 from shallowcodec import cli as cli_main
 from shallowcodec import codec, container, evaluation, zoo
+from shallowcodec.codec import tensor_to_image
 
 PHOTO = "eval03_sail.png"
 
@@ -145,7 +147,8 @@ def test_bad_option_exit_2(work, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli_main.main(["compress", "--no-such-option", str(work / "x.png"), "-o", str(work / "x.sdc")])
     assert exit_info.value.code == 2
-    assert "usage:" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err == "shallowcodec: error: unrecognized arguments: --no-such-option (see --help)\n"
     with pytest.raises(SystemExit) as exit_info:
         cli_main.main(["compress", str(work / "x.png"), "-o", str(work / "x.sdc"), "--model", "nope"])
     assert exit_info.value.code == 2
@@ -186,3 +189,21 @@ def test_rgba_input_with_jpeg_like_quality_1(work, photo_crop, capsys):
     decoded = codec.Codec(zoo.load_embedded("jpeg-like", 1)).decompress_tensor(out.read_bytes())
     assert decoded.shape == (3, 128, 192)
     assert evaluation.psnr(x, decoded) > 15
+
+
+def test_output_never_replaces_its_input(work):
+    """Reported: `compress photo.png -o photo.png --force` overwrote the photo with .sdc bytes."""
+    src = work / "same.png"
+    tensor_to_image(torch.zeros(3, 4, 4, dtype=torch.uint8)).save(src)
+    before = src.read_bytes()
+    assert cli_main.main(["compress", str(src), "-o", str(src), "--force"]) == 1
+    assert src.read_bytes() == before
+
+
+def test_bad_values_are_usage_errors(work):
+    for argv in (["compress", "x.png", "-o", "x.sdc", "--quality", "9"],
+                 ["compress", "x.png", "-o", "x.sdc", "--sga-seconds", "0"],
+                 ["compress", "x.png", "-o", "x.sdc", "--sga-steps", "-1"]):
+        with pytest.raises(SystemExit) as exit_info:
+            cli_main.main(argv)
+        assert exit_info.value.code == 2

@@ -25,7 +25,8 @@ from shallowcodec.codec import decompress as decode_file
 from shallowcodec.container import ContainerError, header_size, unpack
 from shallowcodec import bench, bdrate, classical, complexity, plots
 from shallowcodec.evaluation import curve, evaluate_sweep, load_result, rd_result
-from shallowcodec.zoo import ARCHITECTURES, DEFAULT_ARCHITECTURE, ModelNotFoundError, build, embedded_table
+from shallowcodec.zoo import (ARCHITECTURES, DEFAULT_ARCHITECTURE, LMBDAS, ModelNotFoundError, build, embedded_models,
+                              embedded_table)
 
 
 class CLIError(Exception):
@@ -38,6 +39,8 @@ def check_output(path: Path, force: bool) -> None:
     Raises:
         CLIError: ``path`` exists and ``force`` is false, or its folder does not exist.
     """
+    if Path(path).is_dir():
+        raise CLIError(f"{path} is a folder")
     if Path(path).exists() and not force:
         raise CLIError(f"{path} exists (use --force to overwrite)")
     if not Path(path).absolute().parent.is_dir():
@@ -88,7 +91,18 @@ def read_bytes(path: Path) -> bytes:
         raise CLIError(f"cannot read {path}: {e.strerror}") from None
 
 
+def refuse_same_file(input_path: Path, output: Path) -> None:
+    """Never let an output replace its own input, even with --force.
+
+    Raises:
+        CLIError: both name the same file.
+    """
+    if output.exists() and input_path.exists() and output.resolve() == input_path.resolve():
+        raise CLIError(f"output {output} is the input file")
+
+
 def cmd_compress(args: argparse.Namespace) -> None:
+    refuse_same_file(args.input, args.output)
     check_output(args.output, args.force)
     x, notice = read_image(args.input)
     if notice:
@@ -102,6 +116,7 @@ def cmd_compress(args: argparse.Namespace) -> None:
 
 
 def cmd_decompress(args: argparse.Namespace) -> None:
+    refuse_same_file(args.input, args.output)
     check_output(args.output, args.force)
     image = decode_file(read_bytes(args.input))
     write_atomic(args.output, image=image, force=args.force)
@@ -138,8 +153,11 @@ def cmd_models(args: argparse.Namespace) -> None:
         default = " (default)" if arch == DEFAULT_ARCHITECTURE else ""
         print(f"{arch}{default}: qualities {', '.join(map(str, entry['qualities']))}; default quality {entry['default_quality']}")
         for q, facts in entry["qualities"].items():
-            extra = f", photos24 {facts['photos24_bpp']:.3f} bpp / {facts['photos24_psnr']:.2f} dB" if "photos24_bpp" in facts else ""
-            print(f"  q{q}: λ={facts['lmbda']}{extra}")
+            config = ", ".join(f"{k}={v}" for k, v in facts["config"].items())
+            trained = f"{facts.get('total_steps', facts.get('steps', '?'))} steps, " \
+                      f"{facts.get('total_train_seconds', facts.get('train_seconds', 0)) / 3600:.2f} h training"
+            rd = f"; photos24 {facts['photos24_bpp']:.3f} bpp, {facts['photos24_psnr']:.2f} dB" if "photos24_bpp" in facts else ""
+            print(f"  q{q}: λ={facts['lmbda']} ({config}; {trained}{rd})")
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
@@ -195,12 +213,27 @@ def cmd_train(args: argparse.Namespace) -> None:
     print(training.run(args))
 
 
+def add_model_arguments(p: argparse.ArgumentParser, models: list[str]) -> None:
+    """--model (embedded architectures) and --quality (index 0–6; which ones exist: `models`)."""
+    p.add_argument("--model", default=DEFAULT_ARCHITECTURE, choices=models,
+                   help=f"embedded model (default: {DEFAULT_ARCHITECTURE})")
+    p.add_argument("--quality", type=int, choices=range(len(LMBDAS)), metavar="Q",
+                   help="quality index 0–6, λ = 0.00125·2^Q (default: the model's middle embedded quality)")
+
+
 def add_sga_arguments(p: argparse.ArgumentParser, steps: int = 0) -> None:
     """--sga-steps / --sga-seconds / --seed: per-image iterative encoding (sga.py)."""
     p.add_argument("--sga-steps", type=_non_negative, default=steps,
                    help=f"SGA iterations per image (paper: {sga.DEFAULT_STEPS}; default {steps})")
-    p.add_argument("--sga-seconds", type=float, help="SGA time budget per image instead of a step count")
+    p.add_argument("--sga-seconds", type=_positive_float, help="SGA time budget per image instead of a step count")
     p.add_argument("--seed", type=int, default=0, help="seed of SGA's Gumbel noise")
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
 
 
 def _non_negative(text: str) -> int:
@@ -323,22 +356,30 @@ def cmd_bench(args: argparse.Namespace) -> None:
                   f"{r['decode_vs_two_layer']:9.2f}{r['decode_vs_jpeg_like']:11.2f}")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with usage errors as one line on stderr (exit 2) instead of the usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="shallowcodec", description="Learned image codec with shallow decoders.")
+    parser = OneLineParser(prog="shallowcodec", description="Learned image codec with shallow decoders.")
     sub = parser.add_subparsers(dest="command", required=True)
+    models = sorted(embedded_models()) or list(ARCHITECTURES)
 
     p = sub.add_parser("compress", help="compress an image to a .sdc file")
     p.add_argument("input", type=Path, help="PNG, JPEG, WebP, BMP or TIFF image")
-    p.add_argument("-o", "--output", type=Path, required=True)
-    p.add_argument("--model", default=DEFAULT_ARCHITECTURE, choices=list(ARCHITECTURES))
-    p.add_argument("--quality", type=int, help="quality index (see `shallowcodec models`)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="the .sdc file to write")
+    add_model_arguments(p, models)
     add_sga_arguments(p)
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.set_defaults(func=cmd_compress)
 
-    p = sub.add_parser("decompress", help="decode a .sdc file to PNG")
-    p.add_argument("input", type=Path)
-    p.add_argument("-o", "--output", type=Path, required=True)
+    p = sub.add_parser("decompress", help="decode a .sdc file to an image")
+    p.add_argument("input", type=Path, help="a .sdc file")
+    p.add_argument("-o", "--output", type=Path, required=True,
+                   help="image to write; format from the suffix (.png, .bmp, .tif, ...), PNG if unknown")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.set_defaults(func=cmd_decompress)
 
@@ -354,11 +395,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="compress and decode images; report bpp (file bytes), PSNR, MS-SSIM")
     p.add_argument("input", type=Path, help="an image or a folder of images")
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--model", default=DEFAULT_ARCHITECTURE, choices=list(ARCHITECTURES))
+    which.add_argument("--model", default=DEFAULT_ARCHITECTURE, choices=models,
+                       help=f"embedded model (default: {DEFAULT_ARCHITECTURE})")
     which.add_argument("--codec", choices=list(classical.ENCODERS),
                        help="a classical codec through Pillow instead of a model (default: its quality sweep)")
     how_good = p.add_mutually_exclusive_group()
-    how_good.add_argument("--quality", type=int, help="quality index (see `shallowcodec models`) or codec quality 0-100")
+    how_good.add_argument("--quality", type=int, help="model quality index (default: the middle one) or codec quality 0-100")
     how_good.add_argument("--qualities", type=int, nargs="+", metavar="Q", help="several qualities (a rate-distortion curve)")
     add_sga_arguments(p)
     p.add_argument("--json", type=Path, help="write the result file (schema: evaluation.py) to this path")
@@ -367,8 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("gap", help="inference gap: R-D cost of the amortized encoder minus that after SGA")
     p.add_argument("images", type=Path, nargs="+", help="images or folders")
-    p.add_argument("--model", default=DEFAULT_ARCHITECTURE, choices=list(ARCHITECTURES))
-    p.add_argument("--quality", type=int, help="quality index (see `shallowcodec models`)")
+    add_model_arguments(p, models)
     add_sga_arguments(p, steps=sga.DEFAULT_STEPS)
     p.add_argument("--json", type=Path, help="write per-image rows and the mean to this JSON file")
     p.add_argument("--force", action="store_true", help="overwrite an existing JSON file")
@@ -405,7 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("train", help="train a model at one λ (see PAPER.md for the recipe)")
+    p = sub.add_parser("train", help="train a model at one λ (the paper's recipe; see README)")
     training.build_parser(p)
     p.set_defaults(func=cmd_train)
     return parser

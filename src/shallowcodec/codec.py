@@ -28,8 +28,9 @@ from shallowcodec.zoo import DEFAULT_ARCHITECTURE, LoadedModel, ModelNotFoundErr
 
 #: The latent grid is 1/64 of the image (g_a: 16×, h_a: 4×), so the padded size is a multiple of 64.
 ALIGN = 64
-#: Largest image (pixels) the decoder accepts, so a crafted header cannot exhaust memory.
-MAX_PIXELS = 1 << 28
+#: Largest image (pixels, 8192 × 8192) the codec accepts, so that a crafted header cannot make
+#: the decoder exhaust memory (decoding at this size needs a few GB; encoding much more).
+MAX_PIXELS = 1 << 26
 
 
 #: File suffixes read as images (through Pillow).
@@ -112,6 +113,8 @@ def read_image(path: str | Path) -> tuple[Tensor, str | None]:
             return image_to_tensor(image)
     except FileNotFoundError:
         raise ImageError(f"no such file: {path}") from None
+    except IsADirectoryError:
+        raise ImageError(f"{path} is a folder, not an image") from None
     except (UnidentifiedImageError, Image.DecompressionBombError) as e:
         raise ImageError(f"cannot read image {path}: {e}") from None
     except OSError as e:

@@ -1,6 +1,6 @@
 """Training: the paper's rate–distortion loss, schedules, random crops, checkpoints.
 
-Recipe (Yang & Mandt 2023, Sec. 4 and the released code; see PAPER.md "Training"):
+Recipe (Yang & Mandt 2023, Sec. 4, and their released code mandt-lab/shallow-ntc):
 
 * loss = bpp + λ · MSE, MSE on the 0–255 scale; for λ ≤ 0.01 the first 20 % of steps use 10 λ;
 * Adam, linear warm-up over the first 2 % of steps, learning rate × 0.1 after 80 %;

@@ -87,7 +87,7 @@ def build(architecture: str, **config) -> MeanScaleHyperprior:
 class LoadedModel:
     """A trained model with the facts from its weights file."""
 
-    model: MeanScaleHyperprior
+    model: MeanScaleHyperprior = field(repr=False)
     architecture: str
     quality: int
     lmbda: float
@@ -146,6 +146,13 @@ def _copy_parameters(model: MeanScaleHyperprior, tensors: dict) -> None:
             params[name].copy_(value.float())
 
 
+def _header_bytes(path: Path) -> bytes:
+    """The length prefix and JSON header of a safetensors file, without reading the tensors."""
+    with open(path, "rb") as f:
+        prefix = f.read(8)
+        return prefix + f.read(int.from_bytes(prefix, "little"))
+
+
 def _read_metadata(data: bytes) -> dict:
     header_len = int.from_bytes(data[:8], "little")
     return json.loads(data[8 : 8 + header_len])["__metadata__"]
@@ -154,7 +161,7 @@ def _read_metadata(data: bytes) -> dict:
 def model_card(path: Path) -> dict:
     """Facts of a weights file without loading it: λ, widths and the stored training facts
     (steps, train_seconds, crop, photos24 bpp and PSNR, ... as recorded when it was written)."""
-    meta = _read_metadata(Path(path).read_bytes())
+    meta = _read_metadata(_header_bytes(path))
     facts = {k: json.loads(v) for k, v in meta.items() if k not in ("architecture", "quality", "lmbda", "config")}
     return {"lmbda": float(meta["lmbda"]), "config": json.loads(meta["config"]), **facts}
 
@@ -177,7 +184,7 @@ def embedded_models() -> dict[str, dict[int, Path]]:
     """Embedded weights files by architecture and quality, e.g. {"two-layer": {1: Path, 3: Path}}."""
     found: dict[str, dict[int, Path]] = {}
     for path in sorted(weights_dir().glob("*.safetensors")):
-        meta = _read_metadata(path.read_bytes())
+        meta = _read_metadata(_header_bytes(path))
         found.setdefault(meta["architecture"], {})[int(meta["quality"])] = path
     return found
 
