@@ -83,6 +83,20 @@ def _umask() -> int:
     return mask
 
 
+def write_json(path: Path, data: dict, force: bool) -> None:
+    """Write ``data`` as indented JSON with a final newline, atomically (see :func:`write_atomic`)."""
+    write_atomic(path, (json.dumps(data, indent=2) + "\n").encode(), force=force)
+
+
+def expand_images(paths: list[Path]) -> list[Path]:
+    """Image files named directly, plus the images of named folders (sorted per folder).
+
+    Raises:
+        ImageError: a named folder does not exist.
+    """
+    return [p for path in paths for p in ([path] if path.is_file() else image_files(path))]
+
+
 def read_bytes(path: Path) -> bytes:
     """Read a file, turning OS errors into a one-line :class:`CLIError`."""
     try:
@@ -161,7 +175,7 @@ def cmd_models(args: argparse.Namespace) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    paths = [args.input] if args.input.is_file() else image_files(args.input)
+    paths = expand_images([args.input])
     if not paths:
         raise CLIError(f"no images in {args.input}")
     if args.json:
@@ -185,7 +199,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         folder = (args.input if args.input.is_dir() else args.input.absolute().parent).name
         label = f"{model} + SGA ({args.sga_steps or f'{args.sga_seconds} s'})" if sga_on else None
         result = rd_result(args.codec or "shallowcodec", model, folder, points, label=label)
-        write_atomic(args.json, (json.dumps(result, indent=2) + "\n").encode(), force=args.force)
+        write_json(args.json, result, args.force)
 
 
 def eval_codecs(args: argparse.Namespace) -> list:
@@ -221,30 +235,28 @@ def add_model_arguments(p: argparse.ArgumentParser, models: list[str]) -> None:
                    help="quality index 0–6, λ = 0.00125·2^Q (default: the model's middle embedded quality)")
 
 
+def lower_bounded(kind: type, low: float, inclusive: bool = False):
+    """argparse type: a ``kind`` (int or float) > ``low`` (≥ when ``inclusive``); else a usage error."""
+
+    def parse(text: str):
+        value = kind(text)
+        if not (value > low or (inclusive and value == low)):  # also refuses NaN
+            raise argparse.ArgumentTypeError(f"must be {'>=' if inclusive else '>'} {low}, got {text}")
+        return value
+
+    return parse
+
+
 def add_sga_arguments(p: argparse.ArgumentParser, steps: int = 0) -> None:
     """--sga-steps / --sga-seconds / --seed: per-image iterative encoding (sga.py)."""
-    p.add_argument("--sga-steps", type=_non_negative, default=steps,
+    p.add_argument("--sga-steps", type=lower_bounded(int, 0, inclusive=True), default=steps,
                    help=f"SGA iterations per image (paper: {sga.DEFAULT_STEPS}; default {steps})")
-    p.add_argument("--sga-seconds", type=_positive_float, help="SGA time budget per image instead of a step count")
+    p.add_argument("--sga-seconds", type=lower_bounded(float, 0), help="SGA time budget per image instead of a step count")
     p.add_argument("--seed", type=int, default=0, help="seed of SGA's Gumbel noise")
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
 def cmd_gap(args: argparse.Namespace) -> None:
-    paths = [p for path in args.images for p in ([path] if path.is_file() else image_files(path))]
+    paths = expand_images(args.images)
     if not paths:
         raise CLIError("no images given")
     if args.json:
@@ -264,7 +276,7 @@ def cmd_gap(args: argparse.Namespace) -> None:
     if args.json:
         result = {"model": codec.architecture, "quality": codec.quality, "lmbda": codec.lmbda,
                   "sga_steps": args.sga_steps, "images": rows, "mean_gap": mean_gap}
-        write_atomic(args.json, (json.dumps(result, indent=2) + "\n").encode(), force=args.force)
+        write_json(args.json, result, args.force)
 
 
 def read_result(path: Path) -> dict:
@@ -329,13 +341,6 @@ def cmd_flops(args: argparse.Namespace) -> None:
         if row["paper"]:
             print(f"{'  paper':26s}" + "".join(f"{row['paper'][c]:12,.0f}" for c in complexity.COMPONENTS)
                   + f"{row['paper']['g_s'] + row['paper']['h_s']:12,.0f}")
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
@@ -441,8 +446,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="encode/decode wall time against mbt2018-mean and Pillow codecs")
     p.add_argument("--image", type=Path, default=bench.DEFAULT_IMAGE, help="photo (default: photos24 eval01)")
     p.add_argument("--quality", type=int, help="quality of the embedded models (default: their middle one)")
-    p.add_argument("--runs", type=_positive, default=5, help="timed runs per measurement; the median is reported")
-    p.add_argument("--threads", type=_positive, nargs="+", default=list(bench.THREADS), help="thread counts")
+    p.add_argument("--runs", type=lower_bounded(int, 1, inclusive=True), default=5, help="timed runs per measurement; the median is reported")
+    p.add_argument("--threads", type=lower_bounded(int, 1, inclusive=True), nargs="+", default=list(bench.THREADS), help="thread counts")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
 
