@@ -1,12 +1,15 @@
-"""Embed trained weights into the package, and record their photos24 figures.
+"""Embed trained variable-rate weights into the package, and record their photos24 figures.
 
-    python scripts/embed_weights.py RUN/q1.safetensors RUN/q3.safetensors ...
-    shallowcodec eval ../shared/data/photos24 --model two-layer --qualities 1 3 5 --json R.json
+    python scripts/embed_weights.py RUN/two-layer-vr.safetensors ... [--cores 1]
+    shallowcodec eval ../shared/data/photos24 --model two-layer --qualities 0 1 2 3 4 5 6 --json R.json
     python scripts/embed_weights.py --annotate R.json
 
-The first form re-writes each file as src/shallowcodec/weights/<architecture>-q<quality>.safetensors
-(parameters unchanged, fp16). ``--annotate`` stores the mean bpp (file bytes), PSNR and MS-SSIM of
-an eval result into the metadata of the embedded files it covers, which `shallowcodec models` shows.
+The first form re-writes each file as src/shallowcodec/weights/<architecture>.safetensors
+(parameters unchanged, fp16). The trainer records the cumulative ``core_hours`` (and
+``gpu_hours`` for GPU runs) in the weights; for older weights without them, ``core_hours`` =
+total training seconds × ``--cores`` (the cores each run used). ``--annotate`` stores the
+per-quality means (bpp from file bytes, PSNR, MS-SSIM) of an eval result as ``photos24`` in the
+metadata of the embedded file it covers, which ``shallowcodec models`` shows.
 """
 
 import argparse
@@ -24,26 +27,39 @@ def rewrite(src: Path, dst: Path, **extra) -> None:
                  loaded.quality, loaded.lmbda, **{**facts, **extra})
 
 
+def _core_hours(metadata: dict, cores: int) -> float:
+    """Recorded ``core_hours``, or (older weights) total training seconds × ``cores`` / 3600."""
+    if "core_hours" in metadata:
+        return json.loads(metadata["core_hours"])
+    if "gpu_hours" in metadata:  # trained on GPUs only
+        return 0.0
+    return json.loads(metadata.get("total_train_seconds", metadata["train_seconds"])) * cores / 3600
+
+
 def annotate(result_path: Path) -> None:
     """Store the per-quality means of an eval result file in the embedded weights it evaluated."""
     result = json.loads(result_path.read_text())
-    files = embedded_models()[result["model"]]
-    for point in result["points"]:
-        mean = point["mean"]
-        rewrite(files[point["quality"]], files[point["quality"]], photos24_bpp=round(mean["bpp"], 4),
-                photos24_psnr=round(mean["psnr"], 3), photos24_ms_ssim=round(mean["ms_ssim"], 5))
-        print(f"{result['model']} q{point['quality']}: {mean['bpp']:.4f} bpp, {mean['psnr']:.2f} dB")
+    path = embedded_models()[result["model"]]
+    photos24 = {f"{p['quality']:g}": {"bpp": round(p["mean"]["bpp"], 4), "psnr": round(p["mean"]["psnr"], 3),
+                                      "ms_ssim": round(p["mean"]["ms_ssim"], 5)} for p in result["points"]}
+    rewrite(path, path, photos24=photos24)
+    for q, rd in photos24.items():
+        print(f"{result['model']} q{q}: {rd['bpp']:.4f} bpp, {rd['psnr']:.2f} dB")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("weights", type=Path, nargs="*")
+    parser.add_argument("--cores", type=int, default=1,
+                        help="CPU cores each training run used (only for weights that record no core_hours)")
     parser.add_argument("--annotate", type=Path, help="eval result file of embedded weights")
     args = parser.parse_args()
     for src in args.weights:
         loaded = load_weights(src)
-        dst = weights_dir() / f"{loaded.architecture}-q{loaded.quality}.safetensors"
-        rewrite(src, dst)
+        if not loaded.variable_rate:
+            parser.error(f"{src} is a fixed-λ model; the package embeds variable-rate weights")
+        dst = weights_dir() / f"{loaded.architecture}.safetensors"
+        rewrite(src, dst, core_hours=round(_core_hours(loaded.metadata, args.cores), 2))
         print(f"{src} -> {dst}")
     if args.annotate:
         annotate(args.annotate)

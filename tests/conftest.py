@@ -56,13 +56,14 @@ def photo_crop(photos24):
 
 def make_codec(path: Path, architecture: str = "two-layer", seed: int = 0, quality: int = 3,
                lmbda: float = 0.01, **config) -> codec.Codec:
-    """Build a seeded tiny model, save it with zoo.save_weights and load it back as a Codec."""
+    """Build a seeded tiny model, save it with zoo.save_weights and load it back as a Codec
+    (``variable_rate=True`` in ``config``: a variable-rate model, used at ``quality``)."""
     config = {**TINY, **config}
     torch.manual_seed(seed)
     model = zoo.build(architecture, **config)
     model.eval().update(force=True)
     zoo.save_weights(path, model, architecture, config, quality, lmbda)
-    return codec.Codec(zoo.load_weights(path))
+    return codec.Codec(zoo.load_weights(path), quality if config.get("variable_rate") else None)
 
 
 @pytest.fixture

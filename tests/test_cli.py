@@ -63,7 +63,7 @@ def test_compress_reports_bpp(compressed, sail):
     with Image.open(sail) as im:
         w, h = im.size
     assert f"{8 * size / (w * h):.4f} bpp" in result.stdout
-    assert f"two-layer q{zoo.default_quality('two-layer')}" in result.stdout
+    assert f"two-layer q{zoo.DEFAULT_QUALITY}" in result.stdout
 
 
 def test_info_json(compressed, sail):
@@ -75,7 +75,7 @@ def test_info_json(compressed, sail):
         w, h = im.size
     assert (w, h) == (768, 512)
     assert info["model"] == "two-layer"
-    assert info["quality"] == zoo.default_quality("two-layer") == 3
+    assert info["quality"] == zoo.DEFAULT_QUALITY == 3
     assert (info["height"], info["width"]) == (h, w)
     assert info["bytes"] == out.stat().st_size
     assert info["bpp"] == pytest.approx(8 * out.stat().st_size / (h * w))
@@ -158,10 +158,10 @@ def test_models_json(capsys):
     assert cli_main.main(["models", "--json"]) == 0
     table = json.loads(capsys.readouterr().out)
     assert {"two-layer", "jpeg-like"} <= set(table)
-    for arch in ("two-layer", "jpeg-like"):
-        assert table[arch]["default_quality"] == 3
-        assert sorted(map(int, table[arch]["qualities"])) == [1, 3, 5]
-        assert table[arch]["qualities"]["1"]["lmbda"] == zoo.LMBDAS[1]
+    for arch, card in table.items():
+        assert card["default_quality"] == 3 and card["variable_rate"]
+        assert card["qualities"] == list(range(7)) and card["lmbdas"] == list(zoo.LMBDAS)
+        assert card["crop"] == 128 and card["total_steps"] > 5000 and card["core_hours"] > 1
     assert cli_main.main(["models"]) == 0
     assert "two-layer (default)" in capsys.readouterr().out
 
@@ -186,7 +186,7 @@ def test_rgba_input_with_jpeg_like_quality_1(work, photo_crop, capsys):
     assert fields["bytes"] == os.path.getsize(out)
     assert fields["lmbda"] == pytest.approx(zoo.LMBDAS[1], rel=1e-6)
     # and it decodes (in-process) to the crop's size with a sane quality
-    decoded = codec.Codec(zoo.load_embedded("jpeg-like", 1)).decompress_tensor(out.read_bytes())
+    decoded = codec.load("jpeg-like", 1).decompress_tensor(out.read_bytes())
     assert decoded.shape == (3, 128, 192)
     assert evaluation.psnr(x, decoded) > 15
 

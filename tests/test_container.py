@@ -33,7 +33,7 @@ def _with_crc(body: bytes) -> bytes:
 
 def test_constants():
     assert MAGIC == b"\x89SDC"
-    assert FORMAT_VERSION == 1
+    assert FORMAT_VERSION == 2
     assert SUFFIX == ".sdc"
     assert issubclass(ContainerError, ValueError)
 
@@ -71,27 +71,27 @@ def test_accepts_bytes_like_and_numpy_ints():
 
 
 def test_header_size():
-    assert header_size("a") == 36
-    assert header_size("two-layer") == 35 + 9
+    assert header_size("a") == 37
+    assert header_size("two-layer") == 36 + 9
     with pytest.raises(ValueError):
         header_size("")
 
 
 def test_exact_byte_layout():
     data = pack(HEADER, Z, Y)
-    assert len(data) == header_size("two-layer") + len(Z) + len(Y) == 52
+    assert len(data) == header_size("two-layer") + len(Z) + len(Y) == 53
     assert data[0:4] == MAGIC
     assert data[4] == FORMAT_VERSION
     assert data[5] == 9
     assert data[6:15] == b"two-layer"
-    assert data[15] == 3
-    assert data[16:20] == struct.pack("<f", 0.0067)
-    assert data[20:24] == b"\xef\xbe\xad\xde"  # 0xDEADBEEF little-endian
-    assert struct.unpack_from("<III", data, 24) == (512, 768, 3)
-    assert data[36:39] == Z
-    assert struct.unpack_from("<I", data, 39) == (5,)
-    assert data[43:48] == Y
-    assert struct.unpack_from("<I", data, 48) == (zlib.crc32(data[:48]),)
+    assert data[15:17] == (3 * 256).to_bytes(2, "little")  # quality in 1/256 steps
+    assert data[17:21] == struct.pack("<f", 0.0067)
+    assert data[21:25] == b"\xef\xbe\xad\xde"  # 0xDEADBEEF little-endian
+    assert struct.unpack_from("<III", data, 25) == (512, 768, 3)
+    assert data[37:40] == Z
+    assert struct.unpack_from("<I", data, 40) == (5,)
+    assert data[44:49] == Y
+    assert struct.unpack_from("<I", data, 49) == (zlib.crc32(data[:49]),)
 
 
 def test_every_single_byte_corruption_is_rejected():
@@ -155,7 +155,19 @@ def test_wrong_version_message():
     data[4] = 7
     with pytest.raises(ContainerError) as info:
         unpack(_with_crc(bytes(data[:-4])))
-    assert str(info.value) == "unsupported format version 7 (this decoder reads version 1)"
+    assert str(info.value) == "unsupported format version 7 (this decoder reads version 2)"
+
+
+def test_version_1_refused():
+    data = bytearray(pack(HEADER, Z, Y))
+    data[4] = 1
+    with pytest.raises(ContainerError, match="^unsupported format version 1 "):
+        unpack(_with_crc(bytes(data[:-4])))
+
+
+@pytest.mark.parametrize("quality", [0, 2.5, 3 + 1 / 256, 6, 255 + 255 / 256])
+def test_fractional_quality_round_trips(quality):
+    assert unpack(pack(replace(HEADER, quality=quality), Z, Y)).header.quality == quality
 
 
 @pytest.mark.parametrize("extra", [b"\x00", b"junk", b"\x00" * 100])
@@ -167,10 +179,10 @@ def test_trailing_bytes_rejected(extra):
 
 def test_valid_crc_with_inconsistent_lengths_rejected():
     body = bytearray(pack(HEADER, Z, Y)[:-4])
-    body[36 - 4] = 200  # len(z) now runs past the end of the file
+    body[37 - 4] = 200  # len(z) now runs past the end of the file
     with pytest.raises(ContainerError, match="^length fields disagree with file size"):
         unpack(_with_crc(bytes(body)))
-    body[36 - 4] = 0  # len(z) now ends early, leaving bytes before the CRC
+    body[37 - 4] = 0  # len(z) now ends early, leaving bytes before the CRC
     with pytest.raises(ContainerError, match="^length fields disagree with file size"):
         unpack(_with_crc(bytes(body)))
 
@@ -181,7 +193,7 @@ def _raw_file(name: bytes, height: int = 4, width: int = 4, lmbda: float = 0.5) 
         MAGIC
         + struct.pack("<BB", FORMAT_VERSION, len(name))
         + name
-        + struct.pack("<BfIIII", 1, lmbda, 2, height, width, 0)
+        + struct.pack("<HfIIII", 256, lmbda, 2, height, width, 0)
         + struct.pack("<I", 0)
     )
     return _with_crc(body)
@@ -218,7 +230,9 @@ def test_invalid_fields_with_valid_crc(data, message):
         ({"architecture": None}, "architecture"),
         ({"quality": -1}, "quality"),
         ({"quality": 256}, "quality"),
-        ({"quality": 1.0}, "quality"),
+        ({"quality": 1 / 3}, "quality"),
+        ({"quality": float("nan")}, "quality"),
+        ({"quality": "3"}, "quality"),
         ({"weights_id": -1}, "weights_id"),
         ({"weights_id": 2**32}, "weights_id"),
         ({"height": 0}, "height"),

@@ -157,10 +157,21 @@ def test_bench_reports_every_entry_with_a_split_decode(folder, tiny_models, caps
     report = json.loads(out)
     rows = report["threads"]["1"]
     assert code == 0 and (report["height"], report["width"]) == (176, 192)
-    assert [r["name"].split()[0] for r in rows] == ["two-layer", "jpeg-like", "mbt2018-mean*", "jpeg420", "webp", "avif", "jxl"]
+    assert [r["name"].split()[0] for r in rows] == ["two-layer", "jpeg-like", "mbt2018-mean", "jpeg420", "webp", "avif", "jxl"]
     assert rows[0]["decode_vs_two_layer"] == 1 and rows[1]["decode_vs_jpeg_like"] == 1
     for r in rows[:3]:
         assert r["entropy_s"] + r["h_s_s"] + r["g_s_s"] == pytest.approx(r["decode_s"])
         assert r["h_s_s"] > 0 and r["g_s_s"] > 0
-    assert rows[2]["bytes"] == rows[0]["bytes"]  # mbt2018-mean* decodes the two-layer file
     assert all(math.isfinite(r["decode_s"]) and r["bpp"] > 0 for r in rows)
+
+
+def test_bench_paper_size_decodes_one_file_with_three_synthesis_transforms(folder, capsys):
+    code, out, _ = run(["bench", "--paper-size", "--image", folder / "c0.png", "--runs", 1, "--threads", 1, "--json"],
+                       capsys)
+    report = json.loads(out)
+    rows = report["threads"]["1"]
+    assert code == 0 and report["paper_size"]
+    assert [r["name"] for r in rows[:3]] == [f"{n} (N=192, M=320, untrained)" for n in ("two-layer", "jpeg-like", "mbt2018-mean")]
+    assert rows[0]["bytes"] == rows[1]["bytes"] == rows[2]["bytes"]  # the two-layer's file, equal entropy work
+    # mbt2018-mean's g_s has 17.6× the two-layer's FLOPs at these widths; time must show it
+    assert rows[2]["g_s_s"] > 3 * rows[0]["g_s_s"]

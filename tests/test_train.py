@@ -1,12 +1,19 @@
-"""Training recipe (shallowcodec.train): schedules, loss, and a tiny end-to-end run with resume."""
+"""Training (shallowcodec.train): schedules, loss, the cached crop pipeline, and tiny end-to-end runs
+(resume, time-boxed schedules, --init, bf16, torchrun with two processes)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
+import subprocess
+import sys
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from shallowcodec import train, zoo
 from shallowcodec.codec import tensor_to_image
@@ -80,17 +87,102 @@ def test_rd_loss_gradient_flows_to_reconstruction_and_likelihoods():
     assert (lk.grad < 0).all()     # more likely symbols: fewer bits
 
 
-# --- end to end ----------------------------------------------------------------------------------
+
+def test_fit_steps_to_a_time_budget():
+    # 20 steps done at 0.1 s/step with 60 s left: 97 % of 600 more steps
+    assert train.fit_steps(20, 0.1, 60.0) == pytest.approx(20 + 582, abs=1)
+    assert train.fit_steps(20, 0.1, -5.0) == 20  # budget already spent: stop now
+
+
+# --- data pipeline -------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path, monkeypatch):
+    """A temporary HOME, so that no test writes into the real ~/.cache."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
 
 
 @pytest.fixture
 def train_folder(tmp_path, photo_crop):
+    """Three 96×112 photo crops and a text file."""
     folder = tmp_path / "data"
     folder.mkdir()
     for i, (top, left) in enumerate([(0, 0), (200, 300), (400, 600)]):
         tensor_to_image(photo_crop(96, 112, top, left)).save(folder / f"crop{i}.png")
     (folder / "notes.txt").write_text("not an image")
     return folder
+
+
+def _listing(folder):
+    return sorted((p.name, p.stat().st_mtime_ns) for p in folder.iterdir())
+
+
+def test_cache_holds_downscaled_uint8_arrays_outside_the_data_folder(train_folder, tmp_path):
+    before = _listing(train_folder)
+    cache = tmp_path / "cache"
+    entries = train.build_cache(train_folder, cache, max_side=64)
+    assert [e.name.split(".")[0] for e in entries] == ["crop0", "crop1", "crop2"]
+    assert all(e.parent == cache.resolve() and e.suffix == ".npy" for e in entries)
+    with Image.open(train_folder / "crop1.png") as im:  # 96×112: shorter side 96 → 64, Lanczos
+        expected = np.asarray(im.convert("RGB").resize((75, 64), Image.LANCZOS))
+    cached = np.load(entries[1])
+    assert cached.dtype == np.uint8 and cached.shape == (64, 75, 3)
+    np.testing.assert_array_equal(cached, expected)
+    assert _listing(train_folder) == before
+    # a second build reuses the entries; a changed image gets a new one and its old one goes
+    stamps = _listing(cache)
+    assert train.build_cache(train_folder, cache, max_side=64) == entries and _listing(cache) == stamps
+    os.utime(train_folder / "crop1.png", ns=(10**18, 10**18))
+    rebuilt = train.build_cache(train_folder, cache, max_side=64)
+    assert rebuilt[0] == entries[0] and rebuilt[1] != entries[1] and rebuilt[1].name.endswith(f".{10**18}.npy")
+    assert sorted(p.name for p in cache.iterdir()) == sorted(e.name for e in rebuilt)  # no stale or temp file
+    with pytest.raises(ValueError, match="outside the data folder"):
+        train.build_cache(train_folder, train_folder / "cache", max_side=64)
+
+
+def test_default_cache_folder_is_keyed_by_data_path_and_max_side(tmp_path, home, monkeypatch):
+    digest = hashlib.sha256(str((tmp_path / "data").resolve()).encode()).hexdigest()[:12]
+    assert train.default_cache(tmp_path / "data", 512) == home / ".cache/shallowcodec" / f"{digest}-512"
+    monkeypatch.chdir(tmp_path)
+    assert train.default_cache("data", 256).name == f"{digest}-256"  # relative paths resolve first
+
+
+def test_random_crops_are_seeded_per_rank_worker_and_start_step(train_folder, tmp_path):
+    files = train.build_cache(train_folder, tmp_path / "cache", max_side=512)
+
+    def first(n=4, **key):
+        stream = iter(train.RandomCrops(files, 64, **key))
+        return torch.stack([next(stream) for _ in range(n)])
+
+    crops = first()
+    assert crops.shape == (4, 3, 64, 64) and crops.dtype == torch.uint8
+    assert torch.equal(crops, first())
+    for key in ({"seed": 1}, {"rank": 1}, {"start_step": 100}):
+        assert not torch.equal(crops, first(**key)), key
+
+
+def test_random_crops_flip_horizontally(tmp_path):
+    ramp = np.broadcast_to(np.arange(64, dtype=np.uint8)[None, :, None], (64, 64, 3))
+    np.save(tmp_path / "ramp.npy", ramp)
+    stream = iter(train.RandomCrops([tmp_path / "ramp.npy"], 64))
+    rows = {tuple(next(stream)[0, 0, [0, -1]].tolist()) for _ in range(32)}
+    assert rows == {(0, 63), (63, 0)}
+
+
+def test_loader_yields_float_batches_from_distinct_workers(train_folder, tmp_path):
+    args = train.build_parser().parse_args(_argv(train_folder, tmp_path / "x.safetensors", "--workers", "2"))
+    batches = train.data_stream(args, train.Process(0, 1, torch.device("cpu")), step=0)
+    a, b = next(batches), next(batches)  # one batch from each worker
+    assert a.shape == (2, 3, 64, 64) and a.dtype == torch.float32
+    assert 0 <= a.min() and a.max() <= 1 and not torch.equal(a, b)
+    args.crop = 128
+    with pytest.raises(ValueError, match="no image of at least 128×128"):
+        train.data_stream(args, train.Process(0, 1, torch.device("cpu")), step=0)
+
+
+# --- end to end ----------------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -100,14 +192,14 @@ def restore_threads():
     torch.set_num_threads(threads)
 
 
-def _argv(data, out, *extra):
-    return ["--model", "two-layer", "--quality", "3", "--data", str(data), "--steps", "6", "--out", str(out),
+def _argv(data, out, *extra, steps=6):
+    return ["--model", "two-layer", "--quality", "3", "--data", str(data), "--steps", str(steps), "--out", str(out),
             "--config", '{"N": 8, "M": 16}', "--crop", "64", "--batch-size", "2", "--threads", "1", "--quiet",
-            *extra]
+            "--workers", "0", "--cache", str(data.parent / "cache"), *extra]
 
 
-def _metadata(path):
-    return zoo.load_weights(path).metadata
+def _facts(path):
+    return {k: json.loads(v) for k, v in zoo.load_weights(path).metadata.items() if k not in ("architecture", "lmbda")}
 
 
 def test_tiny_training_run_writes_loadable_weights(train_folder, tmp_path, restore_threads, capsys):
@@ -116,44 +208,187 @@ def test_tiny_training_run_writes_loadable_weights(train_folder, tmp_path, resto
     assert capsys.readouterr().out.strip() == str(out)
     loaded = zoo.load_weights(out)
     assert (loaded.architecture, loaded.quality, loaded.lmbda) == ("two-layer", 3, zoo.LMBDAS[3])
-    assert json.loads(loaded.metadata["steps"]) == 6
-    assert json.loads(loaded.metadata["planned_steps"]) == 6
-    assert json.loads(loaded.metadata["crop"]) == 64
-    assert json.loads(loaded.metadata["config"]) == {"N": 8, "M": 16}
+    facts = _facts(out)
+    assert (facts["steps"], facts["planned_steps"], facts["crop"]) == (6, 6, 64)
+    assert facts["config"] == {"N": 8, "M": 16}
+    assert (facts["world_size"], facts["device"], facts["threads"], facts["bf16"]) == (1, "cpu", 1, False)
+    assert 0 < facts["core_hours"] == pytest.approx(facts["train_seconds"] / 3600, abs=1e-4)
+    assert "gpu_hours" not in facts
     assert zoo.model_card(out)["steps"] == 6
     # the parameters moved away from the seed-0 initialization
     torch.manual_seed(0)
     init = zoo.build("two-layer", N=8, M=16)
     assert not torch.equal(init.g_s.out.weight.half().float(), loaded.model.g_s.out.weight)
     assert (tmp_path / "tiny.safetensors.ckpt").is_file()
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 3
 
 
-def test_stopped_run_resumes_to_planned_steps(train_folder, tmp_path, restore_threads):
+def test_stopped_run_resumes_its_planned_schedule(train_folder, tmp_path, restore_threads, capsys):
     out = tmp_path / "stopped.safetensors"
     ckpt = tmp_path / "run.ckpt"
     assert train.main(_argv(train_folder, out, "--checkpoint", str(ckpt), "--max-minutes", "0.0001")) == 0
-    stopped = json.loads(_metadata(out)["steps"])
+    stopped = _facts(out)["steps"]
     assert 1 <= stopped < 6
-    assert torch.load(ckpt, weights_only=True)["step"] == stopped
-    assert train.main(_argv(train_folder, out, "--checkpoint", str(ckpt), "--resume", str(ckpt))) == 0
-    assert json.loads(_metadata(out)["steps"]) == 6
+    state = torch.load(ckpt, weights_only=True)
+    assert (state["step"], state["planned_steps"]) == (stopped, 6)
+    # another --steps does not change the schedule of the resumed job
+    assert train.main(_argv(train_folder, out, "--checkpoint", str(ckpt), "--resume", str(ckpt), steps=50)) == 0
+    assert "schedule of 6 steps (--steps 50 ignored)" in capsys.readouterr().err
+    assert (_facts(out)["steps"], _facts(out)["planned_steps"]) == (6, 6)
     assert torch.load(ckpt, weights_only=True)["step"] == 6
 
 
-def test_crop_must_be_multiple_of_64(train_folder, tmp_path, capsys):
+def test_steps_zero_fits_the_schedule_to_max_minutes(train_folder, tmp_path, restore_threads):
+    out = tmp_path / "timed.safetensors"
+    assert train.main(_argv(train_folder, out, "--max-minutes", "0.04", steps=0)) == 0
+    facts = _facts(out)
+    assert facts["planned_steps"] >= train.FIT_AFTER and facts["steps"] <= facts["planned_steps"]
+    assert facts["train_seconds"] < 0.04 * 60 + 1
+    assert torch.load(f"{out}.ckpt", weights_only=True)["planned_steps"] == facts["planned_steps"]
+    # the resumed job runs to the fitted total (no --max-minutes needed)
+    assert train.main(_argv(train_folder, out, "--resume", f"{out}.ckpt", steps=0)) == 0
+    assert _facts(out)["steps"] == facts["planned_steps"]
+
+
+def test_init_accumulates_steps_and_core_hours(train_folder, tmp_path, restore_threads):
+    fixed = tmp_path / "fixed.safetensors"
+    assert train.main(_argv(train_folder, fixed, steps=3)) == 0
+    argv = _argv(train_folder, tmp_path / "vr.safetensors", "--init", str(fixed), steps=2)
+    argv[argv.index("--quality"):argv.index("--quality") + 2] = ["--variable-rate"]
+    assert train.main(argv) == 0
+    prior, facts = _facts(fixed), _facts(tmp_path / "vr.safetensors")
+    assert facts["config"]["variable_rate"] and facts["init"] == "fixed.safetensors"
+    assert facts["total_steps"] == 5
+    assert facts["core_hours"] == pytest.approx(prior["core_hours"] + facts["train_seconds"] / 3600, abs=2e-4)
+
+
+def test_bf16_on_cpu(train_folder, tmp_path, restore_threads):
+    out, summary = tmp_path / "bf16.safetensors", tmp_path / "summary.json"
+    assert train.main(_argv(train_folder, out, "--bf16", "--summary", str(summary), steps=2)) == 0
+    result = json.loads(summary.read_text())
+    assert result["steps"] == 2 and result["bf16"] and math.isfinite(result["loss"])
+    assert _facts(out)["bf16"] is True
+
+
+def test_bf16_autocast_keeps_the_entropy_models_in_fp32():
+    torch.manual_seed(0)
+    model = zoo.build("two-layer", N=8, M=16, variable_rate=True).train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(torch.rand(2, 3, 64, 64), quality=torch.tensor([0.0, 6.0]))
+    assert out["x_hat"].dtype == torch.bfloat16
+    assert {lk.dtype for lk in out["likelihoods"].values()} == {torch.float32}
+    assert out["y_hat"].dtype == torch.float32
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--crop", "100"], "multiple of 64"),
+    (["--crop", "128"], "no image of at least 128×128"),
+    (["--max-minutes", "0"], "give --max-minutes"),  # with --steps 0
+    (["--device", "cuda"], "no CUDA device"),
+])
+def test_bad_runs_fail_with_one_line(train_folder, tmp_path, capsys, extra, message):
+    if "cuda" in extra and torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
     out = tmp_path / "x.safetensors"
-    argv = _argv(train_folder, out)
-    argv[argv.index("--crop") + 1] = "100"
-    assert train.main(argv) == 1
-    assert "multiple of 64" in capsys.readouterr().err
+    assert train.main(_argv(train_folder, out, *extra, steps=0 if "--max-minutes" in extra else 6)) == 1
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
     assert not out.exists()
 
 
-def test_crop_sampler_batches(train_folder):
-    sampler = train.CropSampler(train_folder, crop=64, seed=0)
-    assert len(sampler.images) == 3
-    batch = sampler.batch(4)
-    assert batch.shape == (4, 3, 64, 64) and batch.dtype == torch.float32
-    assert 0 <= batch.min() and batch.max() <= 1
-    with pytest.raises(ValueError, match="no image"):
-        train.CropSampler(train_folder, crop=128)
+def test_torchrun_two_processes(train_folder, tmp_path):
+    out, summary = tmp_path / "ddp.safetensors", tmp_path / "ddp.json"
+    argv = _argv(train_folder, out, "--summary", str(summary), steps=3)
+    argv[argv.index("--quality"):argv.index("--quality") + 2] = ["--variable-rate"]
+    env = {k: v for k, v in os.environ.items() if k not in train.TORCHRUN_VARIABLES} | {"OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           "-m", "shallowcodec.train", *argv], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == str(out)  # printed by rank 0 only
+    loaded = zoo.load_weights(out)
+    assert loaded.variable_rate and json.loads(loaded.metadata["world_size"]) == 2
+    assert json.loads(loaded.metadata["steps"]) == 3
+    assert json.loads(summary.read_text())["world_size"] == 2
+
+
+# --- bad input found by a new user: one line, exit 1, nothing trained or written -------------------
+
+
+def _fails(argv, capsys, message):
+    assert train.main(argv) == 1
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+    return err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--lmbda", "nan"], "--lmbda must be a positive number, got nan"),
+    (["--lmbda", "-1"], "--lmbda must be a positive number"),
+    (["--lr", "0"], "--lr must be a positive number"),
+    (["--max-minutes", "-1"], "--max-minutes must be a positive number"),
+    (["--threads", "-1"], "--threads must not be negative"),
+    (["--config", '{"N": -8, "M": 16}'], "--config"),
+    (["--config", '{"X": 8}'], "unexpected keyword argument 'X'"),
+    (["--config", "[8, 16]"], "--config must be a JSON object"),
+    (["--config", "{N: 8}"], "--config is not JSON"),
+])
+def test_bad_arguments_are_one_line_errors(train_folder, tmp_path, capsys, extra, message):
+    out = tmp_path / "w.safetensors"
+    argv = _argv(train_folder, out)
+    if extra[0] == "--config":
+        argv[argv.index("--config") + 1] = extra[1]
+        extra = []
+    _fails(argv + extra, capsys, message)
+    assert not out.exists()
+
+
+def test_output_is_checked_before_training(train_folder, tmp_path, capsys):
+    _fails(_argv(train_folder, tmp_path / "missing" / "w.safetensors"), capsys, "does not exist")
+    _fails(_argv(train_folder, train_folder / "w.safetensors"), capsys, "inside the data folder")
+    existing = tmp_path / "w.safetensors"
+    existing.write_bytes(b"precious")
+    _fails(_argv(train_folder, existing), capsys, "exists (use --force to replace it)")
+    assert existing.read_bytes() == b"precious"
+    _fails(_argv(train_folder, existing, "--init", str(existing), "--force"), capsys, "would replace the weights")
+
+
+def test_resume_from_a_foreign_file_or_another_config(train_folder, tmp_path, capsys):
+    out = tmp_path / "w.safetensors"
+    not_a_ckpt = tmp_path / "photo.ckpt"
+    not_a_ckpt.write_bytes((train_folder / "crop0.png").read_bytes())
+    _fails(_argv(train_folder, out, "--resume", str(not_a_ckpt)), capsys, f"cannot resume from {not_a_ckpt}")
+    assert train.main(_argv(train_folder, out, steps=2)) == 0
+    argv = _argv(train_folder, out, "--resume", str(tmp_path / "w.safetensors.ckpt"))
+    argv[argv.index("--config") + 1] = '{"N": 8, "M": 24}'
+    capsys.readouterr()
+    _fails(argv, capsys, "not a checkpoint of this --model, --config and rate mode")
+
+
+def test_unreadable_training_image_is_skipped_by_name(train_folder, tmp_path, capsys):
+    (train_folder / "bad.png").write_bytes((train_folder / "crop0.png").read_bytes()[:300])
+    out = tmp_path / "w.safetensors"
+    assert train.main(_argv(train_folder, out, steps=2)) == 0
+    assert f"skipping {train_folder / 'bad.png'}" in capsys.readouterr().err
+    assert out.is_file()
+
+
+def test_init_without_config_takes_the_widths_of_the_init_weights(train_folder, tmp_path):
+    first = tmp_path / "first.safetensors"
+    assert train.main(_argv(train_folder, first, steps=2)) == 0
+    argv = _argv(train_folder, tmp_path / "vr.safetensors", "--init", str(first), steps=2)
+    i = argv.index("--config")
+    del argv[i : i + 2]
+    argv[argv.index("--quality") : argv.index("--quality") + 2] = ["--variable-rate"]
+    assert train.main(argv) == 0
+    assert json.loads(zoo.load_weights(tmp_path / "vr.safetensors").metadata["config"]) == \
+        {"N": 8, "M": 16, "variable_rate": True}
+
+
+@pytest.mark.parametrize("content", [b"\x89PNG random bytes", b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\": {}}xxxxxxx"])
+def test_foreign_weights_files_are_named_as_such(tmp_path, content):
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(content)
+    with pytest.raises(zoo.ModelNotFoundError, match="not a shallowcodec weights file"):
+        zoo.load_weights(path)
+    with pytest.raises(zoo.ModelNotFoundError, match="not a shallowcodec weights file"):
+        zoo.model_card(path)

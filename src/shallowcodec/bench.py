@@ -7,15 +7,15 @@ XL decoders get the same thread count; JPEG and WebP decode on one thread anyway
 
 Entries, each timed as the median of ``runs`` runs after one warm-up run:
 
-- ``two-layer`` and ``jpeg-like`` (embedded weights, one quality): encode, decode, and decode
-  split into entropy decoding (rANS of z and y, plus container parsing and rounding: decode
-  minus the two stages below), ``h_s`` and ``g_s`` (timed by forward hooks on the modules);
-- ``mbt2018-mean``: our ``mbt2018-mean`` architecture (the same layers as CompressAI's
-  ``MeanScaleHyperprior``: conv/deconv k5 s2 with GDN/IGDN) at the two-layer's N and M, with
-  *untrained* g_a and g_s. Their cost does not depend on the weights' values, but rANS time
-  depends on the bits, so it decodes the two-layer's file with the two-layer's trained h_s and
-  entropy models: entropy decoding and h_s are then equal work, and only g_s differs. Its
-  encode time is its CNN g_a plus the two-layer's encode time after g_a (h_a and coding);
+- ``two-layer``, ``jpeg-like`` and ``mbt2018-mean`` (embedded variable-rate weights, equal
+  widths, one quality): encode, decode, and decode split into entropy decoding (rANS of z and y,
+  plus container parsing, gains and rounding: decode minus the two stages below), ``h_s`` and
+  ``g_s`` (timed by forward hooks on the modules);
+- with ``paper_size``, instead: the three architectures at the paper's widths (N=192, M=320)
+  with *untrained* weights (timing only: layer costs do not depend on the values). So that
+  entropy decoding and h_s are equal work, jpeg-like and mbt2018-mean decode the two-layer's
+  file with the two-layer's h_s and entropy models and their own g_s; only g_s differs. Their
+  encode time is their own g_a plus the two-layer's encode time after g_a;
 - Pillow ``jpeg420``, ``webp``, ``avif``, ``jxl``: the quality of the codec's sweep whose bpp is
   closest to the two-layer's file; encode to bytes and decode to a uint8 tensor in memory.
 
@@ -24,7 +24,6 @@ Decode ratios are reported against the two-layer and jpeg-like decode times.
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from collections.abc import Callable
@@ -38,11 +37,13 @@ from torch import Tensor, nn
 
 from shallowcodec import classical, zoo
 from shallowcodec.codec import Codec, load, mirror_pad
+from shallowcodec.variable_rate import lmbda_of
+from shallowcodec.zoo import DEFAULT_QUALITY
 
 #: The default photo: photos24's Kodak kodim23, 768×512 (``shared/data`` beside the repository).
 DEFAULT_IMAGE = Path(__file__).resolve().parents[3] / "shared" / "data" / "photos24" / "eval01_kodim23.png"
 THREADS = (1, 2)
-LEARNED = ("two-layer", "jpeg-like")
+LEARNED = ("two-layer", "jpeg-like", "mbt2018-mean")
 PILLOW = ("jpeg420", "webp", "avif", "jxl")
 
 
@@ -103,23 +104,26 @@ def time_learned(codec: Codec, x: Tensor, data: bytes, runs: int) -> dict:
     }
 
 
-def mbt2018_standin(reference: Codec) -> Codec:
-    """Our ``mbt2018-mean`` at the N and M of ``reference`` with its trained hyperprior.
+def paper_size_codecs() -> dict[str, Codec]:
+    """Untrained two-layer, jpeg-like and mbt2018-mean at the paper's widths (N=192, M=320), for timing.
 
-    g_a and g_s are untrained (timing only); h_a, h_s and the entropy models are ``reference``'s,
-    and the header facts too, so it decodes ``reference``'s files with equal entropy-coding work.
+    jpeg-like and mbt2018-mean share the two-layer's h_a, h_s and entropy models (and its
+    header facts), so they decode the two-layer's files with equal entropy-coding work.
     """
-    widths = json.loads(reference.loaded.metadata["config"])
-    model = zoo.build("mbt2018-mean", N=widths["N"], M=widths["M"]).eval()
-    trained = reference.loaded.model
-    model.h_a, model.h_s = trained.h_a, trained.h_s
-    model.entropy_bottleneck, model.gaussian_conditional = trained.entropy_bottleneck, trained.gaussian_conditional
-    loaded = reference.loaded
-    return Codec(zoo.LoadedModel(model, loaded.architecture, loaded.quality, loaded.lmbda, loaded.weights_id))
+    reference = zoo.build("two-layer").eval()
+    reference.update(force=True)
+    codecs = {"two-layer": reference}
+    for name in ("jpeg-like", "mbt2018-mean"):
+        model = zoo.build(name).eval()
+        model.h_a, model.h_s = reference.h_a, reference.h_s
+        model.entropy_bottleneck, model.gaussian_conditional = reference.entropy_bottleneck, reference.gaussian_conditional
+        codecs[name] = model
+    return {name: Codec(zoo.LoadedModel(model, "two-layer", DEFAULT_QUALITY, lmbda_of(DEFAULT_QUALITY), 0))
+            for name, model in codecs.items()}
 
 
 def time_standin(standin: Codec, x: Tensor, data: bytes, reference_times: dict, runs: int) -> dict:
-    """Times of the mbt2018-mean stand-in: its g_a, and the reference file decoded with its g_s."""
+    """Times of a paper-size stand-in: its g_a, and the reference file decoded with its g_s."""
     model = standin.loaded.model
     padded = mirror_pad(x[None].float() / 255)
     with torch.no_grad():
@@ -158,37 +162,39 @@ def threads(n: int):
         AvifImagePlugin.DEFAULT_MAX_THREADS, JpegXLImagePlugin.DECODE_THREADS = saved[1], saved[2]
 
 
-def run(x: Tensor, quality: int | None = None, runs: int = 5, thread_counts: tuple[int, ...] = THREADS) -> dict:
+def run(x: Tensor, quality: float | None = None, runs: int = 5, thread_counts: tuple[int, ...] = THREADS,
+        paper_size: bool = False) -> dict:
     """Benchmark every entry (see the module docstring) on image ``x`` (3, H, W) uint8.
 
-    Returns ``{"height", "width", "runs", "threads": {"1": [entry, ...], "2": [...]}}``; an entry
-    has ``name``, ``bytes``, ``bpp``, seconds (``encode_s``, ``decode_s``, and for learned codecs
-    ``encode_g_a_s``, ``entropy_s``, ``h_s_s``, ``g_s_s``) and ``decode_vs_two_layer`` /
+    Returns ``{"height", "width", "runs", "paper_size", "threads": {"1": [entry, ...], ...}}``; an
+    entry has ``name``, ``bytes``, ``bpp``, seconds (``encode_s``, ``decode_s``, and for learned
+    codecs ``encode_g_a_s``, ``entropy_s``, ``h_s_s``, ``g_s_s``) and ``decode_vs_two_layer`` /
     ``decode_vs_jpeg_like`` (decode time ÷ theirs).
 
     Raises:
-        ModelNotFoundError: no embedded two-layer or jpeg-like weights at ``quality``.
+        ModelNotFoundError: a learned model without embedded weights, or a quality outside 0–6.
         ValueError: ``runs`` < 1.
     """
     if runs < 1:
         raise ValueError("runs must be at least 1")
     pixels = x.shape[1] * x.shape[2]
-    learned = {name: load(name, quality) for name in LEARNED}
-    files = {name: c.compress(x) for name, c in learned.items()}
-    standin = mbt2018_standin(learned["two-layer"])
+    learned = paper_size_codecs() if paper_size else {name: load(name, quality) for name in LEARNED}
+    files = {name: learned[name].compress(x) for name in ([LEARNED[0]] if paper_size else LEARNED)}
     pillow = {name: closest_quality(name, x, 8 * len(files["two-layer"]) / pixels) for name in PILLOW}
+    suffix = " (N=192, M=320, untrained)" if paper_size else f" q{learned['two-layer'].quality:g}"
     table = {}
     for n in thread_counts:
         with threads(n):
-            rows = [{"name": f"{name} q{c.quality}", "bytes": len(files[name]), **time_learned(c, x, files[name], runs)}
-                    for name, c in learned.items()]
-            rows.append({"name": f"mbt2018-mean* (two-layer q{learned['two-layer'].quality} file)",
-                         "bytes": len(files["two-layer"]),
-                         **time_standin(standin, x, files["two-layer"], rows[0], runs)})
+            reference = time_learned(learned["two-layer"], x, files["two-layer"], runs)
+            rows = []
+            for name, c in learned.items():
+                times = (reference if name == "two-layer" else time_standin(c, x, files["two-layer"], reference, runs)) \
+                    if paper_size else time_learned(c, x, files[name], runs)
+                rows.append({"name": name + suffix, "bytes": len(files.get(name, files["two-layer"])), **times})
             rows += [{"name": f"{name} q{c.quality}", "bytes": len(data), **time_pillow(c, x, data, runs)}
                      for name, (c, data) in pillow.items()]
         table[str(n)] = [_with_ratios(row, rows[0]["decode_s"], rows[1]["decode_s"], pixels) for row in rows]
-    return {"height": x.shape[1], "width": x.shape[2], "runs": runs, "threads": table}
+    return {"height": x.shape[1], "width": x.shape[2], "runs": runs, "paper_size": paper_size, "threads": table}
 
 
 def _with_ratios(row: dict, two_layer_s: float, jpeg_like_s: float, pixels: int) -> dict:

@@ -20,13 +20,14 @@ from PIL import Image
 
 from shallowcodec import sga
 from shallowcodec import train as training
-from shallowcodec.codec import ImageError, image_files, load, read_image
+from shallowcodec.codec import Codec, ImageError, image_files, load, read_image
 from shallowcodec.codec import decompress as decode_file
 from shallowcodec.container import ContainerError, header_size, unpack
 from shallowcodec import bench, bdrate, classical, complexity, plots
 from shallowcodec.evaluation import curve, evaluate_sweep, load_result, rd_result
-from shallowcodec.zoo import (ARCHITECTURES, DEFAULT_ARCHITECTURE, LMBDAS, ModelNotFoundError, build, embedded_models,
-                              embedded_table)
+from shallowcodec.variable_rate import MAX_QUALITY
+from shallowcodec.zoo import (ARCHITECTURES, DEFAULT_ARCHITECTURE, DEFAULT_QUALITY, ModelNotFoundError, build,
+                              embedded_models, embedded_table, load_weights)
 
 
 class CLIError(Exception):
@@ -126,7 +127,7 @@ def cmd_compress(args: argparse.Namespace) -> None:
                           progress=sys.stderr.isatty())
     write_atomic(args.output, data, force=args.force)
     h, w = x.shape[-2:]
-    print(f"{args.output}: {args.model} q{codec.quality}, {w}x{h}, {len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp")
+    print(f"{args.output}: {codec.label}, {w}x{h}, {len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp")
 
 
 def cmd_decompress(args: argparse.Namespace) -> None:
@@ -163,15 +164,16 @@ def cmd_models(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps(table, indent=2))
         return
-    for arch, entry in table.items():
+    for arch, card in table.items():
         default = " (default)" if arch == DEFAULT_ARCHITECTURE else ""
-        print(f"{arch}{default}: qualities {', '.join(map(str, entry['qualities']))}; default quality {entry['default_quality']}")
-        for q, facts in entry["qualities"].items():
-            config = ", ".join(f"{k}={v}" for k, v in facts["config"].items())
-            trained = f"{facts.get('total_steps', facts.get('steps', '?'))} steps, " \
-                      f"{facts.get('total_train_seconds', facts.get('train_seconds', 0)) / 3600:.2f} h training"
-            rd = f"; photos24 {facts['photos24_bpp']:.3f} bpp, {facts['photos24_psnr']:.2f} dB" if "photos24_bpp" in facts else ""
-            print(f"  q{q}: λ={facts['lmbda']} ({config}; {trained}{rd})")
+        widths = ", ".join(f"{k}={v}" for k, v in card["config"].items() if k != "variable_rate")
+        print(f"{arch}{default}: qualities {card['qualities'][0]}–{card['qualities'][-1]} (default "
+              f"{card['default_quality']}), {widths}; {card.get('total_steps', '?')} steps at crop "
+              f"{card.get('crop', '?')}, {card.get('core_hours', 0):.2f} core-hours")
+        photos24 = card.get("photos24", {})
+        for q, lmbda in zip(card["qualities"], card["lmbdas"]):
+            rd = photos24.get(str(q))
+            print(f"  q{q}: λ={lmbda:g}" + (f", photos24 {rd['bpp']:.3f} bpp, {rd['psnr']:.2f} dB" if rd else ""))
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
@@ -197,20 +199,27 @@ def cmd_eval(args: argparse.Namespace) -> None:
     if args.json:
         model = None if args.codec else codecs[0].architecture
         folder = (args.input if args.input.is_dir() else args.input.absolute().parent).name
-        label = f"{model} + SGA ({args.sga_steps or f'{args.sga_seconds} s'})" if sga_on else None
+        name = f"{model} ({args.weights.name})" if args.weights else model
+        label = f"{name} + SGA ({args.sga_steps or f'{args.sga_seconds} s'})" if sga_on else name
         result = rd_result(args.codec or "shallowcodec", model, folder, points, label=label)
         write_json(args.json, result, args.force)
 
 
 def eval_codecs(args: argparse.Namespace) -> list:
-    """The codecs ``eval`` sweeps: embedded models (``--model``) or a Pillow codec (``--codec``).
+    """The codecs ``eval`` sweeps: embedded models (``--model``), a weights file (``--weights``)
+    or a Pillow codec (``--codec``).
 
-    Qualities: ``--qualities``, else ``--quality``, else the model's default quality or the
-    classical codec's default sweep.
+    Qualities: ``--qualities``, else ``--quality``, else the model's default quality (a fixed-λ
+    weights file: its own) or the classical codec's default sweep.
     """
     qualities = args.qualities or ([args.quality] if args.quality is not None else None)
     if args.codec:
-        return classical.codecs(args.codec, qualities)
+        if qualities and any(q != int(q) for q in qualities):
+            raise CLIError(f"{args.codec} qualities are integers 0–100")
+        return classical.codecs(args.codec, qualities and [int(q) for q in qualities])
+    if args.weights:
+        loaded = load_weights(args.weights)
+        return [Codec(loaded, q) for q in (qualities or [None])]
     return [load(args.model, q) for q in (qualities or [None])]
 
 
@@ -219,20 +228,33 @@ def point_summary(point: dict) -> str:
     m = point["mean"]
     lmbda = f" (λ={point['lmbda']})" if point["lmbda"] is not None else ""
     ms_ssim = f", MS-SSIM {m['ms_ssim']:.4f}" if "ms_ssim" in m else ""
-    return (f"q{point['quality']}{lmbda}: mean over {len(point['images'])} images: {m['bpp']:.4f} bpp, "
+    return (f"q{point['quality']:g}{lmbda}: mean over {len(point['images'])} images: {m['bpp']:.4f} bpp, "
             f"{m['psnr']:.2f} dB PSNR{ms_ssim}, encode {m['encode_s']:.3f} s, decode {m['decode_s']:.3f} s")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    print(training.run(args))
+    path = training.run(args)
+    if os.environ.get("RANK", "0") == "0":  # one line per run, also under torchrun
+        print(path)
 
 
 def add_model_arguments(p: argparse.ArgumentParser, models: list[str]) -> None:
-    """--model (embedded architectures) and --quality (index 0–6; which ones exist: `models`)."""
+    """--model (embedded architectures) and --quality (0–6, fractions interpolate)."""
     p.add_argument("--model", default=DEFAULT_ARCHITECTURE, choices=models,
                    help=f"embedded model (default: {DEFAULT_ARCHITECTURE})")
-    p.add_argument("--quality", type=int, choices=range(len(LMBDAS)), metavar="Q",
-                   help="quality index 0–6, λ = 0.00125·2^Q (default: the model's middle embedded quality)")
+    p.add_argument("--quality", type=quality_type, metavar="Q",
+                   help=f"quality 0–6, λ = 0.00125·2^Q; fractions such as 2.5 interpolate (default {DEFAULT_QUALITY})")
+
+
+def quality_type(text: str) -> float:
+    """argparse type: a model quality in [0, 6]; else a usage error."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value <= MAX_QUALITY:  # also refuses NaN
+        raise argparse.ArgumentTypeError(f"must be a number in 0..{MAX_QUALITY}, got {text}")
+    return value
 
 
 def lower_bounded(kind: type, low: float, inclusive: bool = False):
@@ -347,7 +369,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
     x, notice = read_image(args.image)
     if notice:
         print(f"note: {notice}", file=sys.stderr)
-    report = {"image": args.image.name, **bench.run(x, args.quality, args.runs, tuple(args.threads))}
+    report = {"image": args.image.name, **bench.run(x, args.quality, args.runs, tuple(args.threads), args.paper_size)}
     if args.json:
         print(json.dumps(report, indent=2))
         return
@@ -402,11 +424,12 @@ def build_parser() -> argparse.ArgumentParser:
     which = p.add_mutually_exclusive_group()
     which.add_argument("--model", default=DEFAULT_ARCHITECTURE, choices=models,
                        help=f"embedded model (default: {DEFAULT_ARCHITECTURE})")
+    which.add_argument("--weights", type=Path, help="a weights file (e.g. from `shallowcodec train`) instead of an embedded model")
     which.add_argument("--codec", choices=list(classical.ENCODERS),
                        help="a classical codec through Pillow instead of a model (default: its quality sweep)")
     how_good = p.add_mutually_exclusive_group()
-    how_good.add_argument("--quality", type=int, help="model quality index (default: the middle one) or codec quality 0-100")
-    how_good.add_argument("--qualities", type=int, nargs="+", metavar="Q", help="several qualities (a rate-distortion curve)")
+    how_good.add_argument("--quality", type=float, help=f"model quality 0–6 (default {DEFAULT_QUALITY}) or codec quality 0–100")
+    how_good.add_argument("--qualities", type=float, nargs="+", metavar="Q", help="several qualities (a rate-distortion curve)")
     add_sga_arguments(p)
     p.add_argument("--json", type=Path, help="write the result file (schema: evaluation.py) to this path")
     p.add_argument("--force", action="store_true", help="overwrite an existing JSON file")
@@ -445,13 +468,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="encode/decode wall time against mbt2018-mean and Pillow codecs")
     p.add_argument("--image", type=Path, default=bench.DEFAULT_IMAGE, help="photo (default: photos24 eval01)")
-    p.add_argument("--quality", type=int, help="quality of the embedded models (default: their middle one)")
+    p.add_argument("--quality", type=quality_type, help=f"quality of the embedded models (default {DEFAULT_QUALITY})")
+    p.add_argument("--paper-size", action="store_true",
+                   help="untrained models at the paper's widths (N=192, M=320) instead of the embedded ones")
     p.add_argument("--runs", type=lower_bounded(int, 1, inclusive=True), default=5, help="timed runs per measurement; the median is reported")
     p.add_argument("--threads", type=lower_bounded(int, 1, inclusive=True), nargs="+", default=list(bench.THREADS), help="thread counts")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("train", help="train a model at one λ (the paper's recipe; see README)")
+    p = sub.add_parser("train", help="train a fixed-λ (the paper's recipe) or variable-rate model; see README")
     training.build_parser(p)
     p.set_defaults(func=cmd_train)
     return parser

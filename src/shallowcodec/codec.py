@@ -13,7 +13,6 @@ encoding and cropped back after decoding (paper, Evaluation).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,8 @@ from torch import Tensor
 from shallowcodec import sga
 from shallowcodec.container import Bitstream, ContainerError, Header, pack, unpack
 from shallowcodec.hyperprior import LatentStrings
-from shallowcodec.zoo import DEFAULT_ARCHITECTURE, LoadedModel, ModelNotFoundError, load_embedded
+from shallowcodec.variable_rate import lmbda_of, snap_quality
+from shallowcodec.zoo import DEFAULT_ARCHITECTURE, DEFAULT_QUALITY, LoadedModel, ModelNotFoundError, load_embedded
 
 #: The latent grid is 1/64 of the image (g_a: 16×, h_a: 4×), so the padded size is a multiple of 64.
 ALIGN = 64
@@ -126,27 +126,38 @@ def tensor_to_image(x: Tensor) -> Image.Image:
     return Image.fromarray(x.permute(1, 2, 0).contiguous().numpy(), "RGB")
 
 
-@dataclass
 class Codec:
-    """A loaded model bound to the container format.
+    """A loaded model at one quality, bound to the container format.
 
-    Attributes:
-        loaded: the model and the facts of its weights file (architecture, quality, λ, weights_id).
+    Args:
+        loaded: the model and the facts of its weights file (architecture, λ, weights_id).
+        quality: for variable-rate weights, a quality in [0, 6] (fractions interpolate; snapped
+            to 1/256; default 3); for fixed-λ weights, None or the quality they were trained for.
+
+    Raises:
+        ValueError: a quality outside [0, 6], or another quality than a fixed-λ model's.
     """
 
-    loaded: LoadedModel
+    def __init__(self, loaded: LoadedModel, quality: float | None = None):
+        self.loaded = loaded
+        if not loaded.variable_rate:
+            if quality is not None and quality != loaded.quality:
+                raise ValueError(f"these {loaded.architecture} weights are fixed-λ quality {loaded.quality}, "
+                                 f"not quality {quality}")
+            self.quality: float = loaded.quality
+            self.lmbda: float = loaded.lmbda
+        else:
+            self.quality = snap_quality(DEFAULT_QUALITY if quality is None else quality)
+            self.lmbda = lmbda_of(self.quality)
 
     @property
     def architecture(self) -> str:
         return self.loaded.architecture
 
     @property
-    def quality(self) -> int:
-        return self.loaded.quality
-
-    @property
-    def lmbda(self) -> float:
-        return self.loaded.lmbda
+    def label(self) -> str:
+        """Short name such as "two-layer q3" or "two-layer q2.5"."""
+        return f"{self.architecture} q{self.quality:g}"
 
     def compress(self, image: Image.Image | Tensor, sga_steps: int = 0, sga_seconds: float | None = None,
                  seed: int = 0, progress: bool = False) -> bytes:
@@ -176,16 +187,15 @@ class Codec:
         model = self.loaded.model
         x = mirror_pad(torch.stack(xs).float() / 255)
         with torch.no_grad():
-            y = model.g_a(x)
-            z = model.h_a(y)
+            y, z = model.analysis(x, self.quality)
         if sga_steps > 0 or sga_seconds is not None:
-            y, z = sga.refine(model, x, y, z, self.lmbda, size, steps=sga_steps, seconds=sga_seconds,
-                              seed=seed, progress=progress)
+            y, z = sga.refine(model, x, y, z, self.lmbda, size, quality=self.quality, steps=sga_steps,
+                              seconds=sga_seconds, seed=seed, progress=progress)
         return [self.pack_latents(y[i : i + 1], z[i : i + 1], size) for i in range(len(xs))]
 
     def pack_latents(self, y: Tensor, z: Tensor, size: tuple[int, int]) -> bytes:
-        """Entropy-code latents (rounded around μ and the prior's medians) into a ``.sdc`` file."""
-        strings = self.loaded.model.compress_latents(y, z)
+        """Entropy-code coded-domain latents (rounded around μ and the prior's medians) into a ``.sdc`` file."""
+        strings = self.loaded.model.compress_latents(y, z, self.quality)
         header = Header(self.architecture, self.quality, self.lmbda, self.loaded.weights_id, *map(int, size))
         return pack(header, strings.z_string, strings.y_string)
 
@@ -210,15 +220,15 @@ class Codec:
         self._check_header(stream.header)
         h, w = stream.header.height, stream.header.width
         z_shape = (-(-h // ALIGN), -(-w // ALIGN))
-        x_hat = self.loaded.model.decompress(LatentStrings(stream.z_string, stream.y_string, z_shape))
+        x_hat = self.loaded.model.decompress(LatentStrings(stream.z_string, stream.y_string, z_shape), self.quality)
         return x_hat[0, :, :h, :w].mul(255).round().to(torch.uint8)
 
     def _check_header(self, header: Header) -> None:
         if (header.architecture, header.quality) != (self.architecture, self.quality):
-            raise ContainerError(f"file is {header.architecture} quality {header.quality}; "
-                                 f"this codec is {self.architecture} quality {self.quality}")
+            raise ContainerError(f"file is {header.architecture} quality {header.quality:g}; "
+                                 f"this codec is {self.label}")
         if header.weights_id != self.loaded.weights_id:
-            raise ContainerError(f"file was encoded with other {header.architecture} q{header.quality} weights "
+            raise ContainerError(f"file was encoded with other {header.architecture} weights "
                                  f"({header.weights_id:08x}; installed: {self.loaded.weights_id:08x})")
         if header.height * header.width > MAX_PIXELS:
             raise ContainerError(f"image of {header.width}×{header.height} pixels exceeds the decoder limit")
@@ -236,13 +246,19 @@ class Codec:
         return image
 
 
-def load(name: str = DEFAULT_ARCHITECTURE, quality: int | None = None) -> Codec:
-    """Load an embedded model as a :class:`Codec` (default quality: the middle embedded one).
+def load(name: str = DEFAULT_ARCHITECTURE, quality: float | None = None) -> Codec:
+    """Load an embedded model as a :class:`Codec` at ``quality`` in [0, 6] (default 3).
+
+    Fractional qualities interpolate the gains (snapped to 1/256); λ = 0.00125 · 2^quality.
 
     Raises:
-        ModelNotFoundError: unknown model name or quality.
+        ModelNotFoundError: unknown model name, or a quality outside [0, 6].
     """
-    return Codec(load_embedded(name, quality))
+    loaded = load_embedded(name)
+    try:
+        return Codec(loaded, quality)
+    except ValueError as e:
+        raise ModelNotFoundError(f"model {name!r}: {e}") from None
 
 
 def decompress(data: bytes) -> Image.Image:

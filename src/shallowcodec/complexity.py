@@ -99,7 +99,7 @@ def model_config(architecture: str, paper_size: bool = False) -> dict:
 
     ``paper_size``: the builder's defaults (N=192, M=320; N=256 for ``two-layer-nores``).
     Otherwise the config of the architecture's embedded weights; an architecture without embedded
-    weights (e.g. ``mbt2018-mean``) gets the N and M of the default architecture's embedded
+    weights gets the N and M of the default architecture's embedded
     weights, so that it is measured at equal widths. Unset arguments keep the builder's defaults.
 
     Raises:
@@ -112,8 +112,8 @@ def model_config(architecture: str, paper_size: bool = False) -> dict:
         return defaults
     available = embedded_models()
     if architecture in available:
-        return {**defaults, **model_card(next(iter(available[architecture].values())))["config"]}
+        return {**defaults, **model_card(available[architecture])["config"]}
     if DEFAULT_ARCHITECTURE not in available:
         raise ModelNotFoundError(f"no embedded weights to take widths from for {architecture!r}; use --paper-size")
-    config = model_card(next(iter(available[DEFAULT_ARCHITECTURE].values())))["config"]
+    config = model_card(available[DEFAULT_ARCHITECTURE])["config"]
     return {**defaults, **{k: config[k] for k in ("N", "M") if k in config}}

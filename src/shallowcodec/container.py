@@ -4,10 +4,10 @@ Byte layout (all integers little-endian, no padding)::
 
     offset  size  field
     0       4     magic  b"\\x89SDC"
-    4       1     format version (FORMAT_VERSION = 1)
+    4       1     format version (FORMAT_VERSION = 2)
     5       1     n = length of architecture name (1..64)
     6       n     architecture name, ASCII (e.g. "two-layer")
-    .       1     quality (uint8, 0..255)
+    .       2     quality × 256 (uint16: quality 0..255.996 in steps of 1/256)
     .       4     lmbda (float32)
     .       4     weights_id (uint32: fingerprint of the weights that encoded it)
     .       4     height (uint32, >= 1)
@@ -18,10 +18,13 @@ Byte layout (all integers little-endian, no padding)::
     .       *     y string bytes
     .       4     CRC32 (zlib.crc32) of every preceding byte of the file
 
-The fixed overhead is therefore ``35 + n`` bytes (see :func:`header_size`).
+The fixed overhead is therefore ``36 + n`` bytes (see :func:`header_size`).
 
 ``lmbda`` is stored as float32, so it round-trips only to float32 precision:
 ``unpack(pack(h, z, y)).header.lmbda == float(numpy.float32(h.lmbda))``.
+
+Version 2 (variable rate) widened quality from an integer byte to 1/256 steps; version 1
+files are refused (their weights are no longer distributed).
 
 Decoding order: magic, then version, then the CRC over the whole file, and only
 then the length fields. Every malformed input raises :class:`ContainerError`
@@ -39,13 +42,15 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 MAGIC = b"\x89SDC"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Quality is stored in units of 1/QUALITY_SCALE (see variable_rate.snap_quality).
+QUALITY_SCALE = 256
 SUFFIX = ".sdc"
 
 _MAX_NAME = 64
 _U32_MAX = 2**32 - 1
 _PREFIX = struct.Struct("<4sBB")  # magic, version, n
-_FIXED = struct.Struct("<BfIIII")  # quality, lmbda, weights_id, height, width, len(z)
+_FIXED = struct.Struct("<HfIIII")  # quality × 256, lmbda, weights_id, height, width, len(z)
 _U32 = struct.Struct("<I")  # len(y), CRC32
 _F32 = struct.Struct("<f")
 _OVERHEAD = _PREFIX.size + _FIXED.size + 2 * _U32.size  # everything but name and strings
@@ -60,13 +65,13 @@ class Header:
     """Everything needed to rebuild the decoder and the output image.
 
     ``architecture`` names the model (1..64 ASCII characters), ``quality`` is its
-    quality level (0..255), ``lmbda`` the rate-distortion weight (float32
+    quality level (a multiple of 1/256 in 0..65535/256), ``lmbda`` the rate-distortion weight (float32
     precision), ``weights_id`` a uint32 fingerprint of the weights, and
     ``height``/``width`` the image size in pixels (1..2**32-1).
     """
 
     architecture: str
-    quality: int
+    quality: float
     lmbda: float
     weights_id: int
     height: int
@@ -100,7 +105,7 @@ def header_size(architecture: str) -> int:
     """Bytes of a file other than its two strings, for this architecture name.
 
     This is the whole overhead: magic, version, name, fixed fields, both length
-    fields and the CRC (``35 + len(architecture)``). Raises ValueError if the
+    fields and the CRC (``36 + len(architecture)``). Raises ValueError if the
     name is not 1..64 ASCII characters.
     """
     problem = _name_problem(architecture)
@@ -113,7 +118,8 @@ def pack(header: Header, z_string: bytes, y_string: bytes) -> bytes:
     """Serialize a header and two strings (bytes-like) into a complete ``.sdc`` file.
 
     Returns the file's bytes. Raises ValueError (one line) if the header is
-    invalid (name not 1..64 ASCII characters, quality outside 0..255, lmbda not
+    invalid (name not 1..64 ASCII characters, quality not a multiple of 1/256 in
+    0..65535/256, lmbda not
     a finite float32, weights_id outside 0..2**32-1, height or width outside
     1..2**32-1) or a string is longer than 2**32-1 bytes.
     """
@@ -130,7 +136,7 @@ def pack(header: Header, z_string: bytes, y_string: bytes) -> bytes:
         [
             _PREFIX.pack(MAGIC, FORMAT_VERSION, len(name)),
             name,
-            _FIXED.pack(h.quality, h.lmbda, h.weights_id, h.height, h.width, len(z)),
+            _FIXED.pack(round(h.quality * QUALITY_SCALE), h.lmbda, h.weights_id, h.height, h.width, len(z)),
             z,
             _U32.pack(len(y)),
             y,
@@ -160,7 +166,7 @@ def unpack(data: bytes) -> Bitstream:
         raise ContainerError("length fields disagree with file size: file is corrupted")
     header = Header(
         raw.name.decode("ascii", errors="replace"),
-        raw.quality,
+        raw.quality / QUALITY_SCALE,
         raw.lmbda,
         raw.weights_id,
         raw.height,
@@ -243,8 +249,11 @@ def _header_problem(header: Header) -> str | None:
     problem = _name_problem(header.architecture)
     if problem:
         return problem
+    q = header.quality
+    scaled = q * QUALITY_SCALE if isinstance(q, (int, float)) and math.isfinite(q) else -1
+    if scaled != int(scaled) or not 0 <= scaled <= 2**16 - 1:
+        return f"quality must be a multiple of 1/{QUALITY_SCALE} in 0..{(2**16 - 1) / QUALITY_SCALE}, got {header.quality!r}"
     ranges = (
-        ("quality", header.quality, 0, 255),
         ("weights_id", header.weights_id, 0, _U32_MAX),
         ("height", header.height, 1, _U32_MAX),
         ("width", header.width, 1, _U32_MAX),

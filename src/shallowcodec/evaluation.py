@@ -16,7 +16,7 @@ Result file (``shallowcodec eval --json``), one schema for every codec::
       "threads": 2,                                           (torch threads while timing)
       "software": {"shallowcodec": "0.1.0", "torch": ..., "pillow": ..., "libjpeg_turbo": ..., ...},
       "points": [                                             (one per quality, ascending)
-        {"quality": 3,                                        (model quality index or codec 0–100 quality)
+        {"quality": 3,                                        (model quality 0–6, fractions allowed, or codec 0–100)
          "lmbda": 0.01 | null,                                (training λ; null for classical codecs)
          "mean": {"bpp": …, "psnr": …, "ms_ssim": …, "encode_s": …, "decode_s": …},
          "images": [{"image": "eval01_kodim23.png", "bytes": 11000, "bpp": 0.224, "psnr": 29.9,
@@ -58,7 +58,7 @@ class ImageCodec(Protocol):
     """What :func:`evaluate` needs; the learned ``Codec`` and ``classical.PillowCodec`` both have it."""
 
     architecture: str  #: model or codec name
-    quality: int
+    quality: float
     lmbda: float | None
 
     def compress(self, x: Tensor) -> bytes: ...  # (3, H, W) uint8 → file bytes
@@ -121,7 +121,7 @@ def evaluate(codec: ImageCodec, paths: list[Path], progress: bool = True,
     ``architecture``); a tqdm progress bar runs on stderr when ``progress``.
     """
     rows = [evaluate_image(codec, p, compress)
-            for p in tqdm(paths, desc=f"{codec.architecture} q{codec.quality}", disable=not progress)]
+            for p in tqdm(paths, desc=f"{codec.architecture} q{codec.quality:g}", disable=not progress)]
     keys = ("bpp", "psnr", "ms_ssim", "encode_s", "decode_s")
     mean = {k: sum(r[k] for r in rows) / len(rows) for k in keys if all(r[k] is not None for r in rows)}
     return {"model": codec.architecture, "quality": codec.quality, "lmbda": codec.lmbda, "images": rows, "mean": mean}

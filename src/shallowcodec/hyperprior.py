@@ -17,6 +17,8 @@ with a strong analysis and a shallow synthesis::
         GC = discretized Gaussian of y, σ snapped to 64 log-spaced scales in [0.11, 256]
 
 Images x are (B, 3, H, W) in [0, 1] with H, W multiples of 64 (see codec.py for padding).
+A variable-rate model wraps the quantization of y and z in gains γ(q) (variable_rate.py); y, z,
+μ and σ are then those of the gained, coded latents.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from compressai.models.base import CompressionModel, get_scale_table
 from compressai.ops import quantize_ste
 from torch import Tensor, nn
+
+from shallowcodec.variable_rate import Gains, GainUnits
 
 QUANTIZERS = ("noise", "mixed")
 
@@ -44,21 +48,66 @@ class LatentStrings:
 class MeanScaleHyperprior(CompressionModel):
     """Mean-scale hyperprior composed of any (g_a, g_s) pair with the paper's h_a and h_s.
 
+    With ``gain`` (variable_rate.GainUnits) one model covers qualities 0–6: every method takes
+    ``quality`` (a float, or a (B,) tensor in training) and y, z are coded in the gained domain
+    y_g = γ_y·y, z_g = γ_z·z. Without it (a fixed-λ model, the paper's recipe) ``quality`` is
+    ignored and the gains are 1.
+
     Args:
         g_a: analysis, (B, 3, H, W) → (B, M, H/16, W/16).
         g_s: synthesis, (B, M, h, w) → (B, 3, 16h, 16w).
         h_a: hyper-analysis, (B, M, h, w) → (B, M, h/4, w/4).
         h_s: hyper-synthesis, ẑ → (μ, σ), each (B, M, h, w).
         M: latent channels of y and z.
+        gain: gain units for variable rate, or None.
     """
 
-    def __init__(self, g_a: nn.Module, g_s: nn.Module, h_a: nn.Module, h_s: nn.Module, M: int):
+    def __init__(self, g_a: nn.Module, g_s: nn.Module, h_a: nn.Module, h_s: nn.Module, M: int,
+                 gain: GainUnits | None = None):
         super().__init__()
         self.g_a, self.g_s, self.h_a, self.h_s = g_a, g_s, h_a, h_s
+        self.gain = gain
         self.entropy_bottleneck = EntropyBottleneck(M)
         self.gaussian_conditional = GaussianConditional(None)
 
-    def forward(self, x: Tensor, quantizer: str = "noise") -> dict:
+    @property
+    def variable_rate(self) -> bool:
+        """Whether the model has gain units (covers qualities 0–6)."""
+        return self.gain is not None
+
+    def gains(self, quality: float | Tensor | None, batch: int) -> Gains | None:
+        """Gains (each (B, M, 1, 1)) for ``quality`` (float or (B,)), or None for a fixed-λ model.
+
+        Raises:
+            ValueError: a variable-rate model called without a quality.
+        """
+        if self.gain is None:
+            return None
+        if quality is None:
+            raise ValueError("a variable-rate model needs a quality")
+        return self.gain(torch.as_tensor(quality, dtype=torch.float32).expand(batch))
+
+    def analysis(self, x: Tensor, quality: float | Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Latents to code: y_g = γ_y·g_a(x) (B, M, H/16, W/16) and z_g = γ_z·h_a(g_a(x)) (B, M, H/64, W/64)."""
+        y = self.g_a(x)
+        z = self.h_a(y)
+        g = self.gains(quality, x.shape[0])
+        return (y, z) if g is None else (y * g.y, z * g.z)
+
+    def hyper_synthesis(self, z_hat: Tensor, quality: float | Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """μ, σ (B, M, h, w) of y_g from the coded ẑ_g (B, M, h/4, w/4): γ_y·h_s(γ⁻¹_z·ẑ_g)."""
+        g = self.gains(quality, z_hat.shape[0])
+        if g is None:
+            return self.h_s(z_hat)
+        mu, sigma = self.h_s(z_hat * g.z_inv)
+        return mu * g.y, sigma * g.y
+
+    def synthesis(self, y_hat: Tensor, quality: float | Tensor | None = None) -> Tensor:
+        """x̂ (B, 3, 16h, 16w), unclamped, from the coded ŷ_g (B, M, h, w): g_s(γ⁻¹_y·ŷ_g)."""
+        g = self.gains(quality, y_hat.shape[0])
+        return self.g_s(y_hat if g is None else y_hat * g.y_inv)
+
+    def forward(self, x: Tensor, quantizer: str = "noise", quality: float | Tensor | None = None) -> dict:
         """Training / evaluation pass with differentiable quantization surrogates.
 
         In train mode, ``quantizer="noise"`` adds U(−½, ½) to y and z everywhere (the paper's
@@ -66,32 +115,38 @@ class MeanScaleHyperprior(CompressionModel):
         a straight-through gradient. In eval mode y and z are rounded (around μ and the prior's
         median), so ``x_hat`` is exactly what the decoder reconstructs from the bitstream.
 
+        Under ``torch.autocast`` (bf16 training) only the transforms run in low precision: y, z,
+        μ and σ are cast to fp32 and the entropy models run with autocast disabled, so the
+        likelihoods (and the rate) are fp32.
+
         Args:
             x: (B, 3, H, W) image in [0, 1], H and W multiples of 64.
             quantizer: "noise" or "mixed".
+            quality: quality in [0, 6], a float or one per image (B,); variable-rate models only.
 
         Returns:
-            dict with ``x_hat`` (B, 3, H, W), unclamped; ``likelihoods`` {"y", "z"} of y and z
-            (probabilities in (0, 1], same shapes as y and z); ``y_hat`` (B, M, H/16, W/16).
+            dict with ``x_hat`` (B, 3, H, W), unclamped; ``likelihoods`` {"y", "z"} of y_g and z_g
+            (probabilities in (0, 1], same shapes as y and z); ``y_hat`` (B, M, H/16, W/16), coded domain.
 
         Raises:
-            ValueError: for an unknown quantizer.
+            ValueError: for an unknown quantizer, or a variable-rate model without a quality.
         """
         if quantizer not in QUANTIZERS:
             raise ValueError(f"unknown quantizer {quantizer!r}; expected one of {QUANTIZERS}")
-        y = self.g_a(x)
-        z = self.h_a(y)
-        z_hat, z_likelihoods = self.entropy_bottleneck(z)
+        y, z = (t.float() for t in self.analysis(x, quality))
+        with torch.autocast(x.device.type, enabled=False):  # fp32 island: factorized prior of z
+            z_hat, z_likelihoods = self.entropy_bottleneck(z)
         mixed = quantizer == "mixed" and self.training
         if mixed:
             medians = self.entropy_bottleneck._get_medians()
             z_hat = quantize_ste(z - medians) + medians
-        mu, sigma = self.h_s(z_hat)
-        y_hat, y_likelihoods = self.gaussian_conditional(y, sigma, means=mu)
+        mu, sigma = (t.float() for t in self.hyper_synthesis(z_hat, quality))
+        with torch.autocast(x.device.type, enabled=False):  # fp32 island: Gaussian conditional of y
+            y_hat, y_likelihoods = self.gaussian_conditional(y, sigma, means=mu)
         if mixed:
             y_hat = quantize_ste(y - mu) + mu
         return {
-            "x_hat": self.g_s(y_hat),
+            "x_hat": self.synthesis(y_hat, quality),
             "likelihoods": {"y": y_likelihoods, "z": z_likelihoods},
             "y_hat": y_hat,
         }
@@ -104,36 +159,35 @@ class MeanScaleHyperprior(CompressionModel):
         return super().update(scale_table=get_scale_table() if scale_table is None else scale_table, force=force)
 
     @torch.no_grad()
-    def compress(self, x: Tensor) -> LatentStrings:
+    def compress(self, x: Tensor, quality: float | None = None) -> LatentStrings:
         """Entropy-code one image: x (1, 3, H, W) in [0, 1], H and W multiples of 64."""
-        y = self.g_a(x)
-        return self.compress_latents(y, self.h_a(y))
+        return self.compress_latents(*self.analysis(x, quality), quality)
 
     @torch.no_grad()
-    def compress_latents(self, y: Tensor, z: Tensor) -> LatentStrings:
-        """Entropy-code given latents y (1, M, h, w) and z (1, M, h/4, w/4).
+    def compress_latents(self, y: Tensor, z: Tensor, quality: float | None = None) -> LatentStrings:
+        """Entropy-code given coded-domain latents y (1, M, h, w) and z (1, M, h/4, w/4).
 
-        z is rounded around the prior's medians, y around μ = h_s(ẑ) (ŷ = round(y − μ) + μ).
+        z is rounded around the prior's medians, y around μ (ŷ = round(y − μ) + μ).
         Kept separate from :meth:`compress` so that per-image optimized latents (SGA) use the
         same path.
         """
         z_strings = self.entropy_bottleneck.compress(z)
         z_shape = tuple(z.shape[-2:])
         z_hat = self.entropy_bottleneck.decompress(z_strings, z_shape)
-        mu, sigma = self.h_s(z_hat)
+        mu, sigma = self.hyper_synthesis(z_hat, quality)
         indexes = self.gaussian_conditional.build_indexes(sigma)
         y_strings = self.gaussian_conditional.compress(y, indexes, means=mu)
         return LatentStrings(z_strings[0], y_strings[0], z_shape)
 
     @torch.no_grad()
-    def decompress_latents(self, strings: LatentStrings) -> Tensor:
-        """Decode ŷ (1, M, 4·zh, 4·zw) from its strings (entropy decoding and h_s only)."""
+    def decompress_latents(self, strings: LatentStrings, quality: float | None = None) -> Tensor:
+        """Decode the coded ŷ (1, M, 4·zh, 4·zw) from its strings (entropy decoding and h_s only)."""
         z_hat = self.entropy_bottleneck.decompress([strings.z_string], strings.z_shape)
-        mu, sigma = self.h_s(z_hat)
+        mu, sigma = self.hyper_synthesis(z_hat, quality)
         indexes = self.gaussian_conditional.build_indexes(sigma)
         return self.gaussian_conditional.decompress([strings.y_string], indexes, means=mu)
 
     @torch.no_grad()
-    def decompress(self, strings: LatentStrings) -> Tensor:
+    def decompress(self, strings: LatentStrings, quality: float | None = None) -> Tensor:
         """Decode x̂ (1, 3, 64·zh, 64·zw) in [0, 1] from its strings."""
-        return self.g_s(self.decompress_latents(strings)).clamp_(0, 1)
+        return self.synthesis(self.decompress_latents(strings, quality), quality).clamp_(0, 1)

@@ -71,43 +71,47 @@ def _y_bits(model: MeanScaleHyperprior, y: Tensor, mu: Tensor, sigma: Tensor) ->
 
 
 def rd_cost(model: MeanScaleHyperprior, x: Tensor, y: Tensor, z: Tensor, lmbda: float,
-            size: tuple[int, int], mu_sigma: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor]:
-    """Per-image rate–distortion cost of latents y, z as given (no rounding applied here).
+            size: tuple[int, int], mu_sigma: tuple[Tensor, Tensor] | None = None,
+            quality: float | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-image rate–distortion cost of coded-domain latents y, z as given (no rounding applied here).
 
     Args:
         x: (B, 3, H', W') padded target in [0, 1]; only the top-left ``size`` = (H, W) counts.
         y: (B, M, H'/16, W'/16); z: (B, M, H'/64, W'/64).
-        mu_sigma: h_s(z) when the caller already has it (it is computed otherwise).
+        mu_sigma: the hyper-synthesis of z when the caller already has it (computed otherwise).
+        quality: quality of a variable-rate model (ignored by fixed-λ models).
 
     Returns:
         (cost, bpp, mse), each (B,): cost = bpp + λ·MSE, bpp over the H·W real pixels, MSE on 0–255.
     """
     h, w = size
-    mu, sigma = model.h_s(z) if mu_sigma is None else mu_sigma
+    mu, sigma = model.hyper_synthesis(z, quality) if mu_sigma is None else mu_sigma
     bpp = (_z_bits(model, z) + _y_bits(model, y, mu, sigma)) / (h * w)
-    x_hat = model.g_s(y)[..., :h, :w]
+    x_hat = model.synthesis(y, quality)[..., :h, :w]
     mse = ((x_hat - x[..., :h, :w]) ** 2).mean(dim=(1, 2, 3)) * 255**2
     return bpp + lmbda * mse, bpp, mse
 
 
-def hard_round(model: MeanScaleHyperprior, y: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
+def hard_round(model: MeanScaleHyperprior, y: Tensor, z: Tensor,
+               quality: float | None = None) -> tuple[Tensor, Tensor]:
     """The latents the bitstream carries: ẑ = round(z − m) + m, ŷ = round(y − μ(ẑ)) + μ(ẑ)."""
     medians = model.entropy_bottleneck._get_medians().reshape(1, -1, 1, 1)
     z_hat = torch.round(z - medians) + medians
-    mu, _ = model.h_s(z_hat)
+    mu, _ = model.hyper_synthesis(z_hat, quality)
     return torch.round(y - mu) + mu, z_hat
 
 
 def refine(model: MeanScaleHyperprior, x: Tensor, y: Tensor, z: Tensor, lmbda: float, size: tuple[int, int],
-           steps: int = DEFAULT_STEPS, seconds: float | None = None, seed: int = 0,
+           quality: float | None = None, steps: int = DEFAULT_STEPS, seconds: float | None = None, seed: int = 0,
            progress: bool = False) -> tuple[Tensor, Tensor]:
     """Optimize y and z for one batch of equal-size images by SGA; returns the refined (y, z).
 
     Args:
         model: trained model (its parameters are not changed).
-        x: (B, 3, H', W') padded images in [0, 1]; y, z: the amortized latents for x.
+        x: (B, 3, H', W') padded images in [0, 1]; y, z: the amortized (coded-domain) latents for x.
         lmbda: λ of the model's quality (loss = bpp + λ·MSE on 0–255).
         size: (H, W) of the real images inside the padding.
+        quality: quality of a variable-rate model (ignored by fixed-λ models).
         steps: iterations T (paper: 3000); the lr drops ×0.1 after 90 % of T.
         seconds: time budget instead of ``steps``: T is set from the speed of the first
             iterations so that the run, schedule included, fits the budget.
@@ -131,9 +135,9 @@ def refine(model: MeanScaleHyperprior, x: Tensor, y: Tensor, z: Tensor, lmbda: f
         while t < total:
             tau = temperature(t)
             z_tilde = medians + sga_round(z - medians, tau, generator)
-            mu, sigma = model.h_s(z_tilde)
+            mu, sigma = model.hyper_synthesis(z_tilde, quality)
             y_tilde = mu + sga_round(y - mu, tau, generator)
-            cost, bpp, mse = rd_cost(model, x, y_tilde, z_tilde, lmbda, size, (mu, sigma))
+            cost, bpp, mse = rd_cost(model, x, y_tilde, z_tilde, lmbda, size, (mu, sigma), quality)
             optimizer.zero_grad(set_to_none=True)
             cost.sum().backward()
             optimizer.step()

@@ -1,12 +1,15 @@
-"""Architecture registry, quality ↔ λ mapping and the embedded (safetensors) weights.
+"""Architecture registry and the embedded (safetensors) weights.
 
 Architectures (paper Sec. 4): ``jpeg-like`` (ELIC g_a + JPEG-like g_s, k=18), ``two-layer``
 (ELIC g_a + residual two-layer g_s), ``two-layer-nores`` (CNN g_a + two-layer g_s without the
 residual branch) and the ``mbt2018-mean`` baseline (CNN g_a + 4-layer g_s). Widths N (analysis
-channels) and M (latent channels) are arguments; the paper uses N=192, M=320.
+channels) and M (latent channels) are arguments; the paper uses N=192, M=320. With
+``variable_rate=True`` a model carries gain units and covers qualities 0–6 (variable_rate.py);
+otherwise it is a fixed-λ model (the paper's recipe). Each architecture embeds one
+variable-rate weights file.
 
 Weights files are safetensors (no pickle). Their string metadata holds ``architecture``,
-``quality``, ``lmbda`` and ``config`` (JSON of the builder's keyword arguments) plus free-form
+``config``, for fixed-λ files ``quality`` and ``lmbda``, (JSON of the builder's keyword arguments) plus free-form
 training facts; the CDF tables are rebuilt from the parameters on load.
 """
 
@@ -32,32 +35,42 @@ from shallowcodec.transforms import (
     MBT2018Synthesis,
     TwoLayerSynthesis,
 )
+from shallowcodec.variable_rate import LMBDAS, GainUnits, lmbda_of
 
-#: λ per quality index (paper's 7 values, low to high rate); loss = bpp + λ·MSE(0–255).
-LMBDAS = (0.00125, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08)
 DEFAULT_ARCHITECTURE = "two-layer"
+#: Longest safetensors JSON header read (safetensors' own limit is 100 MB); a foreign file's
+#: first 8 bytes can claim any length.
+MAX_HEADER_BYTES = 100_000_000
+#: Quality used when none is given: the middle of 0–6.
+DEFAULT_QUALITY = 3
 
 
-def jpeg_like(N: int = 192, M: int = 320, kernel_size: int = 18) -> MeanScaleHyperprior:
+def _gain(M: int, variable_rate: bool) -> GainUnits | None:
+    return GainUnits(M) if variable_rate else None
+
+
+def jpeg_like(N: int = 192, M: int = 320, kernel_size: int = 18, variable_rate: bool = False) -> MeanScaleHyperprior:
     """ELIC g_a + JPEG-like g_s (one ConvT, kernel ``kernel_size``, stride 16)."""
-    return MeanScaleHyperprior(ELICAnalysis(N, M), JPEGLikeSynthesis(M, kernel_size), HyperAnalysis(M), HyperSynthesis(M), M)
+    return MeanScaleHyperprior(ELICAnalysis(N, M), JPEGLikeSynthesis(M, kernel_size), HyperAnalysis(M), HyperSynthesis(M),
+                               M, _gain(M, variable_rate))
 
 
-def two_layer(N: int = 192, M: int = 320, hidden: int = 12) -> MeanScaleHyperprior:
+def two_layer(N: int = 192, M: int = 320, hidden: int = 12, variable_rate: bool = False) -> MeanScaleHyperprior:
     """ELIC g_a + the proposed residual two-layer g_s (``hidden`` channels between the layers)."""
-    return MeanScaleHyperprior(ELICAnalysis(N, M), TwoLayerSynthesis(M, hidden), HyperAnalysis(M), HyperSynthesis(M), M)
+    return MeanScaleHyperprior(ELICAnalysis(N, M), TwoLayerSynthesis(M, hidden), HyperAnalysis(M), HyperSynthesis(M),
+                               M, _gain(M, variable_rate))
 
 
-def two_layer_nores(N: int = 256, M: int = 320, hidden: int = 12) -> MeanScaleHyperprior:
+def two_layer_nores(N: int = 256, M: int = 320, hidden: int = 12, variable_rate: bool = False) -> MeanScaleHyperprior:
     """CNN g_a (N=256 in the paper) + two-layer g_s without the residual branch (2·hidden channels)."""
-    return MeanScaleHyperprior(
-        CNNAnalysis(N, M), TwoLayerSynthesis(M, hidden, residual=False), HyperAnalysis(M), HyperSynthesis(M), M
-    )
+    return MeanScaleHyperprior(CNNAnalysis(N, M), TwoLayerSynthesis(M, hidden, residual=False), HyperAnalysis(M),
+                               HyperSynthesis(M), M, _gain(M, variable_rate))
 
 
-def mbt2018_mean(N: int = 192, M: int = 320) -> MeanScaleHyperprior:
+def mbt2018_mean(N: int = 192, M: int = 320, variable_rate: bool = False) -> MeanScaleHyperprior:
     """The mean-scale hyperprior baseline: CNN g_a + 4 × ConvT/IGDN g_s."""
-    return MeanScaleHyperprior(CNNAnalysis(N, M), MBT2018Synthesis(N, M), HyperAnalysis(M), HyperSynthesis(M), M)
+    return MeanScaleHyperprior(CNNAnalysis(N, M), MBT2018Synthesis(N, M), HyperAnalysis(M), HyperSynthesis(M),
+                               M, _gain(M, variable_rate))
 
 
 ARCHITECTURES = {
@@ -69,7 +82,7 @@ ARCHITECTURES = {
 
 
 class ModelNotFoundError(LookupError):
-    """Raised for an unknown architecture or a quality without weights; message is one line."""
+    """Raised for an unknown architecture, missing or unreadable weights; message is one line."""
 
 
 def build(architecture: str, **config) -> MeanScaleHyperprior:
@@ -85,25 +98,37 @@ def build(architecture: str, **config) -> MeanScaleHyperprior:
 
 @dataclass
 class LoadedModel:
-    """A trained model with the facts from its weights file."""
+    """A trained model with the facts from its weights file.
+
+    ``quality`` and ``lmbda`` are those a fixed-λ model was trained for; both are None for a
+    variable-rate model, which serves every quality in 0–6.
+    """
 
     model: MeanScaleHyperprior = field(repr=False)
     architecture: str
-    quality: int
-    lmbda: float
+    quality: int | None
+    lmbda: float | None
     weights_id: int
     metadata: dict = field(default_factory=dict)
 
+    @property
+    def variable_rate(self) -> bool:
+        """Whether the weights cover qualities 0–6 through gain units."""
+        return self.model.variable_rate
+
 
 def save_weights(path: Path, model: MeanScaleHyperprior, architecture: str, config: dict,
-                 quality: int, lmbda: float, half: bool = True, **facts) -> None:
+                 quality: int | None = None, lmbda: float | None = None, half: bool = True, **facts) -> None:
     """Write the model's parameters (fp16 when ``half``) and metadata to a safetensors file.
 
-    Only parameters are stored (no optimizer state, no CDF tables). ``facts`` (e.g. steps,
+    Only parameters are stored (no optimizer state, no CDF tables). ``quality`` and ``lmbda``
+    describe a fixed-λ model (None for a variable-rate one). ``facts`` (e.g. steps,
     train_seconds, crop) are stored as JSON strings. Writes to a temp file, then renames.
     """
     tensors = {k: (v.detach().half() if half else v.detach()).contiguous() for k, v in model.named_parameters()}
-    meta = {"architecture": architecture, "quality": str(quality), "lmbda": repr(lmbda), "config": json.dumps(config)}
+    meta = {"architecture": architecture, "config": json.dumps(config)}
+    if not model.variable_rate:
+        meta.update(quality=str(quality), lmbda=repr(lmbda))
     meta.update({k: json.dumps(v) for k, v in facts.items()})
     tmp = Path(path).with_suffix(".tmp")
     tmp.write_bytes(save(tensors, metadata=meta))
@@ -122,9 +147,10 @@ def load_weights(path: Path) -> LoadedModel:
     try:
         data = Path(path).read_bytes()
         meta = _read_metadata(data)
-        architecture, quality, lmbda = meta["architecture"], int(meta["quality"]), float(meta["lmbda"])
+        architecture = meta["architecture"]
         model = build(architecture, **json.loads(meta["config"]))
         _copy_parameters(model, load(data))
+        quality, lmbda = (None, None) if model.variable_rate else (int(meta["quality"]), float(meta["lmbda"]))
     except (OSError, SafetensorError, KeyError, ValueError, TypeError, RuntimeError) as e:
         raise ModelNotFoundError(f"cannot load weights {path}: {e}") from None
     model.eval().update(force=True)
@@ -150,29 +176,49 @@ def _header_bytes(path: Path) -> bytes:
     """The length prefix and JSON header of a safetensors file, without reading the tensors."""
     with open(path, "rb") as f:
         prefix = f.read(8)
-        return prefix + f.read(int.from_bytes(prefix, "little"))
+        return prefix + f.read(min(int.from_bytes(prefix, "little"), MAX_HEADER_BYTES))
 
 
 def _read_metadata(data: bytes) -> dict:
+    """The string metadata of a safetensors file's header.
+
+    Raises:
+        ValueError: the bytes are not a safetensors file with shallowcodec metadata.
+    """
     header_len = int.from_bytes(data[:8], "little")
-    return json.loads(data[8 : 8 + header_len])["__metadata__"]
+    try:
+        meta = json.loads(data[8 : 8 + header_len])["__metadata__"]
+        if "architecture" in meta and "config" in meta:
+            return meta
+    except (ValueError, KeyError, TypeError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        pass
+    raise ValueError("not a shallowcodec weights file")
 
 
 def model_card(path: Path) -> dict:
-    """Facts of a weights file without loading it: λ, widths and the stored training facts
-    (steps, train_seconds, crop, photos24 bpp and PSNR, ... as recorded when it was written)."""
-    meta = _read_metadata(_header_bytes(path))
+    """Facts of a weights file without loading it: architecture, widths, qualities with λ, and
+    the stored training facts (steps, train_seconds, crop, photos24 bpp and PSNR per quality,
+    ... as recorded when it was written).
+
+    Raises:
+        ModelNotFoundError: the file is missing, unreadable or not a shallowcodec weights file.
+    """
+    try:
+        meta = _read_metadata(_header_bytes(path))
+    except (OSError, ValueError) as e:
+        raise ModelNotFoundError(f"cannot read weights {path}: {e}") from None
+    config = json.loads(meta["config"])
+    qualities = list(range(len(LMBDAS))) if config.get("variable_rate") else [int(meta["quality"])]
+    lmbdas = [lmbda_of(q) for q in qualities] if config.get("variable_rate") else [float(meta["lmbda"])]
     facts = {k: json.loads(v) for k, v in meta.items() if k not in ("architecture", "quality", "lmbda", "config")}
-    return {"lmbda": float(meta["lmbda"]), "config": json.loads(meta["config"]), **facts}
+    return {"architecture": meta["architecture"], "config": config, "variable_rate": bool(config.get("variable_rate")),
+            "qualities": qualities, "lmbdas": lmbdas, **facts}
 
 
 def embedded_table() -> dict:
-    """Embedded models: per architecture its default quality and a :func:`model_card` per quality."""
-    return {
-        arch: {"default_quality": default_quality(arch),
-               "qualities": {q: model_card(path) for q, path in sorted(files.items())}}
-        for arch, files in embedded_models().items()
-    }
+    """Embedded models: per architecture its default quality and :func:`model_card`."""
+    return {arch: {"default_quality": DEFAULT_QUALITY, "file": path.name, **model_card(path)}
+            for arch, path in embedded_models().items()}
 
 
 def weights_dir() -> Path:
@@ -180,38 +226,21 @@ def weights_dir() -> Path:
     return Path(str(resources.files("shallowcodec") / "weights"))
 
 
-def embedded_models() -> dict[str, dict[int, Path]]:
-    """Embedded weights files by architecture and quality, e.g. {"two-layer": {1: Path, 3: Path}}."""
-    found: dict[str, dict[int, Path]] = {}
-    for path in sorted(weights_dir().glob("*.safetensors")):
-        meta = _read_metadata(_header_bytes(path))
-        found.setdefault(meta["architecture"], {})[int(meta["quality"])] = path
-    return found
+def embedded_models() -> dict[str, Path]:
+    """The embedded variable-rate weights file of each architecture, e.g. {"two-layer": Path}."""
+    return {_read_metadata(_header_bytes(path))["architecture"]: path
+            for path in sorted(weights_dir().glob("*.safetensors"))}
 
 
-def default_quality(architecture: str) -> int:
-    """The middle embedded quality of ``architecture``.
+def load_embedded(architecture: str = DEFAULT_ARCHITECTURE) -> LoadedModel:
+    """Load the embedded (variable-rate) weights of an architecture.
 
     Raises:
-        ModelNotFoundError: if the architecture has no embedded weights.
-    """
-    qualities = sorted(embedded_models().get(architecture, {}))
-    if not qualities:
-        raise ModelNotFoundError(f"no embedded weights for model {architecture!r}")
-    return qualities[len(qualities) // 2]
-
-
-def load_embedded(architecture: str = DEFAULT_ARCHITECTURE, quality: int | None = None) -> LoadedModel:
-    """Load embedded weights by name and quality (default: the middle embedded quality).
-
-    Raises:
-        ModelNotFoundError: unknown architecture, or no embedded weights for that quality.
+        ModelNotFoundError: unknown architecture, or no embedded weights for it.
     """
     if architecture not in ARCHITECTURES:
         raise ModelNotFoundError(f"unknown model {architecture!r}; choose from {', '.join(ARCHITECTURES)}")
-    available = embedded_models().get(architecture, {})
-    quality = default_quality(architecture) if quality is None else quality
-    if quality not in available:
-        choices = ", ".join(map(str, sorted(available))) or "none"
-        raise ModelNotFoundError(f"model {architecture!r} has no quality {quality} (embedded: {choices})")
-    return load_weights(available[quality])
+    path = embedded_models().get(architecture)
+    if path is None:
+        raise ModelNotFoundError(f"no embedded weights for model {architecture!r}")
+    return load_weights(path)

@@ -1,0 +1,106 @@
+"""Variable rate: one model for all qualities through gain units on y and z.
+
+Cui et al., "Asymmetric Gained Deep Image Compression With Continuous Rate Adaptation"
+(CVPR 2021): a gain vector γ(q) (one value per latent channel) scales y before quantization
+and an inverse gain γ⁻¹(q) scales ŷ back before g_s; the same for z around the factorized
+prior. A larger gain means a finer quantization step 1/γ and a higher rate::
+
+            γ_y(q)                                             γ⁻¹_y(q)
+              │                                                   │
+        y ──►─×── y_g ──► Q, GC( N(γ_y·μ, γ_y·σ) ) ──► ŷ_g ──►────×──► ŷ ──► g_s
+                                    ▲
+              γ_z(q)                │            γ⁻¹_z(q)
+              │                  ┌──┴──┐            │
+        z ──►─×── z_g ──► Q, EB ─┤ h_s ├──◄── ẑ ◄───×── ẑ_g
+                                 └─────┘
+
+h_s predicts μ, σ of the *ungained* y and does not see q, so they are mapped into the gained
+domain exactly (γ·y ~ N(γμ, γσ) when y ~ N(μ, σ)), rather than asking h_s to guess q as in
+Cui et al.'s hyperprior; the decoder pays element-wise products only.
+
+Quality q ∈ [0, 6] ↔ λ(q) = 0.00125 · 2^q (the paper's 7 λ values at integer q). Between
+integers, gains are interpolated exponentially (Cui et al. Eq. 9: linear in log γ). Qualities
+are snapped to multiples of 1/256, the precision the container stores, so that encoder and
+decoder compute bit-identical gains.
+
+CompressAI's GainHyperpriorLatentCodec takes gains as inputs but neither holds nor
+interpolates them, and it hides the quantization step that mixed quantization and SGA need,
+so the gains live here and the model applies them (hyperprior.py).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+#: λ per integer quality (paper's 7 values, low to high rate); loss = bpp + λ·MSE(0–255).
+LMBDAS = (0.00125, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08)
+MAX_QUALITY = len(LMBDAS) - 1
+#: Qualities are multiples of 1 / QUALITY_SCALE (the container stores quality · QUALITY_SCALE).
+QUALITY_SCALE = 256
+
+
+def lmbda_of(quality: float) -> float:
+    """λ(q) = 0.00125 · 2^q: the rate–distortion weight of quality q (0 → 0.00125, 6 → 0.08)."""
+    return LMBDAS[0] * 2.0**quality
+
+
+def snap_quality(quality: float) -> float:
+    """Quality q rounded to a multiple of 1/256 (exactly representable; what the container stores).
+
+    Raises:
+        ValueError: q is not a number in [0, 6].
+    """
+    if isinstance(quality, bool) or not isinstance(quality, numbers.Real) or not 0 <= quality <= MAX_QUALITY:
+        shown = f"{quality:g}" if isinstance(quality, numbers.Real) and not isinstance(quality, bool) else repr(quality)
+        raise ValueError(f"quality must be a number in 0..{MAX_QUALITY}, got {shown}")
+    return round(float(quality) * QUALITY_SCALE) / QUALITY_SCALE
+
+
+class Gains(NamedTuple):
+    """Gains of one batch, each (B, M, 1, 1): γ_y, γ⁻¹_y, γ_z, γ⁻¹_z."""
+
+    y: Tensor
+    y_inv: Tensor
+    z: Tensor
+    z_inv: Tensor
+
+
+class GainUnits(nn.Module):
+    """Learned per-quality, per-channel gains on y and z, with exponential interpolation.
+
+    Parameters are log-gains, (7, M) each. They start where a fixed-λ model trained at
+    ``reference`` quality is already a fair variable-rate model: the step on y scales as
+    1/√λ (for MSE the optimal uniform step grows as √(1/λ)), γ⁻¹ = 1/γ, and z keeps unit gain.
+
+    Args:
+        M: latent channels of y and z.
+        reference: quality whose gains start at 1 (the λ the initial weights were trained for).
+    """
+
+    def __init__(self, M: int, reference: int = 3):
+        super().__init__()
+        log_gain = torch.tensor([0.5 * math.log(lm / LMBDAS[reference]) for lm in LMBDAS]).unsqueeze(1).repeat(1, M)
+        self.log_y_gain = nn.Parameter(log_gain.clone())
+        self.log_y_gain_inv = nn.Parameter(-log_gain)
+        self.log_z_gain = nn.Parameter(torch.zeros(len(LMBDAS), M))
+        self.log_z_gain_inv = nn.Parameter(torch.zeros(len(LMBDAS), M))
+
+    def forward(self, quality: Tensor) -> Gains:
+        """Gains for qualities ``quality`` (B,) in [0, 6] (fractional values interpolate).
+
+        Returns:
+            :class:`Gains`, each (B, M, 1, 1).
+        """
+        q = quality.to(self.log_y_gain.dtype).clamp(0, MAX_QUALITY)
+        low = q.floor().clamp(max=MAX_QUALITY - 1).long()
+        t = (q - low).unsqueeze(1)
+
+        def gain(log_gain: Tensor) -> Tensor:
+            return torch.exp((1 - t) * log_gain[low] + t * log_gain[low + 1])[..., None, None]
+
+        return Gains(gain(self.log_y_gain), gain(self.log_y_gain_inv), gain(self.log_z_gain), gain(self.log_z_gain_inv))

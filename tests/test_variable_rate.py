@@ -1,0 +1,229 @@
+"""Variable rate: gain units, quality interpolation, one model for qualities 0–6."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+import shallowcodec
+from shallowcodec import codec, container, sga, zoo
+from shallowcodec.codec import mirror_pad
+from shallowcodec.container import ContainerError
+from shallowcodec.variable_rate import LMBDAS, GainUnits, lmbda_of, snap_quality
+
+
+@pytest.fixture
+def vr_codec(codec_factory):
+    """A tiny untrained variable-rate two-layer codec at quality 3."""
+    return codec_factory("vr.safetensors", variable_rate=True)
+
+
+def test_lmbda_of_matches_the_papers_seven_values():
+    assert [lmbda_of(q) for q in range(7)] == list(LMBDAS)
+    assert lmbda_of(2.5) == pytest.approx(math.sqrt(LMBDAS[2] * LMBDAS[3]))
+
+
+@pytest.mark.parametrize("q, snapped", [(0, 0.0), (2.5, 2.5), (1 / 3, 85 / 256), (6, 6.0)])
+def test_snap_quality_to_the_containers_grid(q, snapped):
+    assert snap_quality(q) == snapped
+
+
+def test_snap_quality_accepts_numpy_numbers():
+    """Reported: load(quality=np.int64(3)) was refused with "got 3"."""
+    import numpy as np
+
+    assert snap_quality(np.int64(3)) == 3.0 and snap_quality(np.float32(2.5)) == 2.5
+
+
+@pytest.mark.parametrize("bad", [-0.01, 6.01, float("nan"), "3", None, True])
+def test_snap_quality_refuses_values_outside_0_to_6(bad):
+    with pytest.raises(ValueError, match="quality must be a number in 0..6"):
+        snap_quality(bad)
+
+
+def test_gain_units_start_at_step_proportional_to_one_over_sqrt_lambda():
+    gains = GainUnits(M=4)
+    g = gains(torch.arange(7.0))
+    expected = torch.tensor([math.sqrt(lm / LMBDAS[3]) for lm in LMBDAS])
+    assert torch.allclose(g.y[:, 0, 0, 0], expected) and torch.allclose(g.y_inv[:, 0, 0, 0], 1 / expected)
+    assert torch.equal(g.z, torch.ones_like(g.z)) and torch.equal(g.z_inv, torch.ones_like(g.z_inv))
+    assert g.y.shape == (7, 4, 1, 1)
+
+
+def test_gains_interpolate_exponentially_between_integer_qualities():
+    gains = GainUnits(M=3)
+    with torch.no_grad():
+        gains.log_y_gain.copy_(torch.randn(7, 3))
+    g2, g3, g25 = (gains(torch.tensor([q])).y for q in (2.0, 3.0, 2.5))
+    assert torch.allclose(g25, torch.sqrt(g2 * g3))  # Cui et al. Eq. 9 at l = ½
+    assert torch.equal(g2[0, :, 0, 0], gains.log_y_gain[2].exp())  # integers hit the stored vectors
+
+
+def test_every_quality_decodes_bit_exactly_to_the_models_reconstruction(codec_factory, photo_crop):
+    x = photo_crop(64, 96, 30, 40)
+    for q in (0, 2.5, 6):
+        c = codec_factory("vr.safetensors", variable_rate=True, quality=q)
+        data = c.compress(x)
+        assert container.unpack(data).header.quality == q
+        with torch.no_grad():
+            x_hat = c.loaded.model.eval()(mirror_pad(x[None].float() / 255), quality=q)["x_hat"]
+        expected = x_hat.clamp(0, 1)[0, :, :64, :96].mul(255).round().to(torch.uint8)
+        assert torch.equal(c.decompress_tensor(data), expected)
+
+
+def test_higher_quality_spends_more_bits(codec_factory, photo_crop):
+    x = photo_crop(128, 128, 100, 200)
+    sizes = [len(codec_factory("vr.safetensors", variable_rate=True, quality=q).compress(x)) for q in (0, 3, 6)]
+    assert sizes[0] < sizes[1] < sizes[2]
+
+
+def test_a_file_is_decoded_only_at_its_own_quality(codec_factory, photo_crop):
+    data = codec_factory("vr.safetensors", variable_rate=True, quality=2.5).compress(photo_crop(32, 32))
+    with pytest.raises(ContainerError, match="quality 2.5; this codec is two-layer q3"):
+        codec_factory("vr.safetensors", variable_rate=True, quality=3).decompress_tensor(data)
+
+
+def test_fixed_lambda_weights_serve_only_their_quality(tiny_codec):
+    assert (tiny_codec.quality, tiny_codec.lmbda) == (3, 0.01)
+    with pytest.raises(ValueError, match="fixed-λ quality 3, not quality 4"):
+        codec.Codec(tiny_codec.loaded, 4)
+
+
+def test_variable_rate_model_needs_a_quality(vr_codec):
+    with pytest.raises(ValueError, match="needs a quality"):
+        vr_codec.loaded.model(torch.zeros(1, 3, 64, 64))
+
+
+def test_sga_refines_a_variable_rate_model(vr_codec, photo_crop):
+    x = photo_crop(64, 64, 200, 300)
+    data = vr_codec.compress(x, sga_steps=3)
+    assert vr_codec.decompress_tensor(data).shape == (3, 64, 64)
+    padded = mirror_pad(x[None].float() / 255)
+    model = vr_codec.loaded.model
+    with torch.no_grad():
+        y, z = model.analysis(padded, vr_codec.quality)
+    y_hat, _ = sga.hard_round(model, y, z, vr_codec.quality)
+    assert torch.isfinite(y_hat).all()
+
+
+def test_embedded_quality_0_and_6_rates_are_at_least_5x_apart(photo_crop):
+    """Done criterion of the variable-rate issue, on a real photo (eval03_sail, 768×512)."""
+    x = photo_crop(512, 768)
+    bpp = {q: 8 * len(shallowcodec.load("two-layer", q).compress(x)) / (512 * 768) for q in (0, 6)}
+    assert bpp[6] >= 5 * bpp[0], bpp
+
+
+def test_embedded_files_decode_at_a_fractional_quality(photo_crop):
+    x = photo_crop(64, 64)
+    data = shallowcodec.load("jpeg-like", 4.5).compress(x)
+    assert container.unpack(data).header.quality == 4.5
+    assert shallowcodec.decompress(data).size == (64, 64)
+
+
+def test_weights_file_of_a_variable_rate_model(codec_factory, tmp_path):
+    c = codec_factory("vr.safetensors", variable_rate=True)
+    assert c.loaded.variable_rate and (c.loaded.quality, c.loaded.lmbda) == (None, None)
+    card = zoo.model_card(tmp_path / "vr.safetensors")
+    assert card["variable_rate"] and card["qualities"] == list(range(7)) and card["lmbdas"] == list(LMBDAS)
+    assert "gain.log_y_gain" in dict(c.loaded.model.named_parameters())
+
+
+# --- training -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def crops_folder(photo_crop, tmp_path):
+    folder = tmp_path / "crops"
+    folder.mkdir()
+    for i, (top, left) in enumerate([(0, 0), (200, 300)]):
+        codec.tensor_to_image(photo_crop(96, 128, top, left)).save(folder / f"c{i}.png")
+    return folder
+
+
+def _train(data, out, *extra):
+    """A 3-step tiny training run in-process (cache beside the output, no loader processes)."""
+    from shallowcodec import train
+
+    threads = torch.get_num_threads()
+    try:
+        return train.main(["--model", "two-layer", "--data", str(data), "--steps", "3", "--out", str(out),
+                           "--config", '{"N": 8, "M": 16}', "--crop", "64", "--batch-size", "2", "--threads", "1",
+                           "--cache", str(out.parent / "cache"), "--workers", "0", "--quiet", *extra])
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_rd_loss_weighs_each_image_by_its_own_lambda():
+    from shallowcodec.train import rd_loss
+
+    x = torch.rand(2, 3, 8, 8)
+    x_hat = x + torch.stack([torch.full((3, 8, 8), 0.01), torch.full((3, 8, 8), 0.02)])
+    lk = torch.stack([torch.full((1, 2, 2), 0.5), torch.full((1, 2, 2), 0.25)])  # 4 and 8 bits
+    terms = rd_loss({"x_hat": x_hat, "likelihoods": {"y": lk}}, x, torch.tensor([0.01, 0.08]))
+    mse = torch.tensor([0.01, 0.02]) ** 2 * 255**2
+    bpp = torch.tensor([4.0, 8.0]) / 64
+    assert terms["loss"].item() == pytest.approx(((bpp + torch.tensor([0.01, 0.08]) * mse).mean()).item())
+    assert terms["bpp"].item() == pytest.approx(bpp.mean().item())
+
+
+def test_variable_rate_training_writes_a_model_for_all_qualities(crops_folder, tmp_path, codec_factory):
+    fixed = codec_factory("fixed.safetensors")  # a fixed-λ tiny model starts the variable-rate one
+    init = tmp_path / "fixed-trained.safetensors"
+    zoo.save_weights(init, fixed.loaded.model, "two-layer", {"N": 8, "M": 16}, 3, 0.01, steps=5, train_seconds=1.0)
+    out = tmp_path / "vr.safetensors"
+    assert _train(crops_folder, out, "--variable-rate", "--init", str(init)) == 0
+    loaded = zoo.load_weights(out)
+    card = zoo.model_card(out)
+    assert loaded.variable_rate and card["qualities"] == list(range(7))
+    assert (card["steps"], card["total_steps"], card["init"]) == (3, 8, init.name)
+    moved = loaded.model.g_s.out.weight - fixed.loaded.model.g_s.out.weight
+    assert moved.abs().max() > 0  # trained from the fixed model's parameters
+
+
+def test_variable_rate_refuses_a_fixed_lambda(crops_folder, tmp_path, capsys):
+    out = tmp_path / "vr.safetensors"
+    assert _train(crops_folder, out, "--variable-rate", "--lmbda", "0.01") == 1
+    assert "--lmbda applies to fixed-λ training" in capsys.readouterr().err and not out.exists()
+
+
+def test_eval_weights_file_at_several_qualities(codec_factory, crops_folder, tmp_path, capsys):
+    from shallowcodec import cli
+
+    codec_factory("vr.safetensors", variable_rate=True)
+    out = tmp_path / "r.json"
+    argv = ["eval", str(crops_folder), "--weights", str(tmp_path / "vr.safetensors"), "--qualities", "0", "2.5",
+            "--json", str(out)]
+    assert cli.main(argv) == 0
+    result = json.loads(out.read_text())
+    assert [p["quality"] for p in result["points"]] == [0, 2.5]
+    assert [p["lmbda"] for p in result["points"]] == [lmbda_of(0), lmbda_of(2.5)]
+    assert result["label"] == "two-layer (vr.safetensors)"
+    assert result["points"][0]["mean"]["bpp"] < result["points"][1]["mean"]["bpp"]
+    capsys.readouterr()
+    codec_factory("fixed.safetensors")
+    assert cli.main(["eval", str(crops_folder), "--weights", str(tmp_path / "fixed.safetensors"), "--quality", "4"]) == 1
+    assert "fixed-λ quality 3, not quality 4" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad", ["7", "-1", "nan", "high"])
+def test_cli_quality_outside_0_to_6_is_a_usage_error(crops_folder, tmp_path, capsys, bad):
+    from shallowcodec import cli
+
+    with pytest.raises(SystemExit) as info:
+        cli.main(["compress", str(crops_folder / "c0.png"), "-o", str(tmp_path / "x.sdc"), "--quality", bad])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "must be a number in 0..6" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x.sdc").exists()
+
+
+def test_cli_compresses_at_a_fractional_quality(crops_folder, tmp_path, capsys):
+    from shallowcodec import cli
+
+    out = tmp_path / "x.sdc"
+    assert cli.main(["compress", str(crops_folder / "c0.png"), "-o", str(out), "--quality", "2.5"]) == 0
+    assert "two-layer q2.5, 128x96" in capsys.readouterr().out
+    assert cli.main(["info", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["quality"] == 2.5
