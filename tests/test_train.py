@@ -392,3 +392,15 @@ def test_foreign_weights_files_are_named_as_such(tmp_path, content):
         zoo.load_weights(path)
     with pytest.raises(zoo.ModelNotFoundError, match="not a shallowcodec weights file"):
         zoo.model_card(path)
+
+
+def test_resumed_fine_tune_keeps_its_init(train_folder, tmp_path):
+    """A run started with --init and resumed without it still counts the init's steps."""
+    base = tmp_path / "base.safetensors"
+    assert train.main(_argv(train_folder, base, steps=2)) == 0
+    out, ckpt = tmp_path / "ft.safetensors", tmp_path / "ft.ckpt"
+    assert train.main(_argv(train_folder, out, "--init", str(base), "--checkpoint", str(ckpt),
+                            "--max-minutes", "0.0001", steps=4)) == 0
+    assert train.main(_argv(train_folder, out, "--resume", str(ckpt), "--checkpoint", str(ckpt), steps=4)) == 0
+    facts = _facts(out)
+    assert (facts["steps"], facts["total_steps"], facts["init"]) == (4, 6, "base.safetensors")

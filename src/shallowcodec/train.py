@@ -427,7 +427,8 @@ def restore(args: argparse.Namespace, model: MeanScaleHyperprior, optimizers: tu
     """Load ``--resume`` (model, optimizers, progress) or copy ``--init`` weights; returns the starting progress.
 
     A resumed job keeps the planned total of its checkpoint (older checkpoints: their ``--steps``);
-    a different ``--steps`` is ignored with a notice.
+    a different ``--steps`` is ignored with a notice. It also keeps the checkpoint's ``--init``
+    (when not given again), so a resumed fine-tune skips the 10 λ phase and counts the init's steps.
     """
     if not args.resume:
         if args.init:
@@ -441,7 +442,10 @@ def restore(args: argparse.Namespace, model: MeanScaleHyperprior, optimizers: tu
     except (pickle.UnpicklingError, RuntimeError, KeyError, TypeError, ValueError, EOFError) as e:
         raise ValueError(f"cannot resume from {args.resume}: not a checkpoint of this --model, --config and "
                          f"rate mode ({str(e).strip().splitlines()[0][:120]})") from None
-    stored = state.get("planned_steps", json.loads(state["args"])["steps"]) or None
+    stored_args = json.loads(state["args"])
+    if args.init is None and stored_args.get("init") and Path(stored_args["init"]).is_file():
+        args.init = Path(stored_args["init"])  # a resumed fine-tune: no 10 λ phase, cumulative totals
+    stored = state.get("planned_steps", stored_args["steps"]) or None
     if stored and args.steps and args.steps != stored and proc.main:
         print(f"shallowcodec train: --resume continues the checkpoint's schedule of {stored} steps "
               f"(--steps {args.steps} ignored)", file=sys.stderr)
