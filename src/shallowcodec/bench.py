@@ -49,13 +49,7 @@ PILLOW = ("jpeg420", "webp", "avif", "jxl")
 
 def median_seconds(fn: Callable[[], object], runs: int) -> float:
     """Median wall time in seconds of ``runs`` calls of ``fn`` after one warm-up call."""
-    fn()
-    samples = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t0)
-    return statistics.median(samples)
+    return time_stages(fn, {}, runs)["total"]
 
 
 @contextmanager
@@ -185,11 +179,10 @@ def run(x: Tensor, quality: float | None = None, runs: int = 5, thread_counts: t
     table = {}
     for n in thread_counts:
         with threads(n):
-            reference = time_learned(learned["two-layer"], x, files["two-layer"], runs)
             rows = []
-            for name, c in learned.items():
-                times = (reference if name == "two-layer" else time_standin(c, x, files["two-layer"], reference, runs)) \
-                    if paper_size else time_learned(c, x, files[name], runs)
+            for name, c in learned.items():  # two-layer first: the paper-size stand-ins reuse its times
+                times = time_standin(c, x, files["two-layer"], rows[0], runs) if name not in files \
+                    else time_learned(c, x, files[name], runs)
                 rows.append({"name": name + suffix, "bytes": len(files.get(name, files["two-layer"])), **times})
             rows += [{"name": f"{name} q{c.quality}", "bytes": len(data), **time_pillow(c, x, data, runs)}
                      for name, (c, data) in pillow.items()]

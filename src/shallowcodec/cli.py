@@ -25,7 +25,7 @@ from shallowcodec.codec import decompress as decode_file
 from shallowcodec.container import ContainerError, header_size, unpack
 from shallowcodec import bench, bdrate, classical, complexity, plots
 from shallowcodec.evaluation import curve, evaluate_sweep, load_result, rd_result
-from shallowcodec.variable_rate import MAX_QUALITY
+from shallowcodec.variable_rate import MAX_QUALITY, snap_quality
 from shallowcodec.zoo import (ARCHITECTURES, DEFAULT_ARCHITECTURE, DEFAULT_QUALITY, ModelNotFoundError, build,
                               embedded_models, embedded_table, load_weights)
 
@@ -247,14 +247,11 @@ def add_model_arguments(p: argparse.ArgumentParser, models: list[str]) -> None:
 
 
 def quality_type(text: str) -> float:
-    """argparse type: a model quality in [0, 6]; else a usage error."""
+    """argparse type: a model quality in [0, 6] (variable_rate.snap_quality); else a usage error."""
     try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 <= value <= MAX_QUALITY:  # also refuses NaN
-        raise argparse.ArgumentTypeError(f"must be a number in 0..{MAX_QUALITY}, got {text}")
-    return value
+        return snap_quality(float(text))
+    except ValueError:  # not a number, NaN, or outside 0–6
+        raise argparse.ArgumentTypeError(f"must be a number in 0..{MAX_QUALITY}, got {text}") from None
 
 
 def lower_bounded(kind: type, low: float, inclusive: bool = False):

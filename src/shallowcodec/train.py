@@ -64,7 +64,7 @@ from tqdm import tqdm
 
 from shallowcodec.codec import image_files, image_to_tensor
 from shallowcodec.hyperprior import QUANTIZERS, MeanScaleHyperprior
-from shallowcodec.variable_rate import LMBDAS, MAX_QUALITY
+from shallowcodec.variable_rate import LMBDAS, MAX_QUALITY, lmbda_of
 from shallowcodec.zoo import (ARCHITECTURES, LoadedModel, ModelNotFoundError, build, load_weights, model_card,
                               save_weights)
 
@@ -124,7 +124,7 @@ def sample_qualities(batch: int, generator: torch.Generator | None = None) -> tu
         (quality (B,) float, λ (B,)), λ = 0.00125 · 2^quality.
     """
     quality = torch.randint(0, MAX_QUALITY + 1, (batch,), generator=generator).float()
-    return quality, LMBDAS[0] * 2.0**quality
+    return quality, lmbda_of(quality)
 
 
 def lr_at(step: int, steps: int, lr: float) -> float:

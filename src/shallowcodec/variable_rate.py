@@ -37,11 +37,11 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from shallowcodec.container import QUALITY_SCALE
+
 #: λ per integer quality (paper's 7 values, low to high rate); loss = bpp + λ·MSE(0–255).
 LMBDAS = (0.00125, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08)
 MAX_QUALITY = len(LMBDAS) - 1
-#: Qualities are multiples of 1 / QUALITY_SCALE (the container stores quality · QUALITY_SCALE).
-QUALITY_SCALE = 256
 
 
 def lmbda_of(quality: float) -> float:

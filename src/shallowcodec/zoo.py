@@ -9,8 +9,8 @@ otherwise it is a fixed-λ model (the paper's recipe). Each architecture embeds 
 variable-rate weights file.
 
 Weights files are safetensors (no pickle). Their string metadata holds ``architecture``,
-``config``, for fixed-λ files ``quality`` and ``lmbda``, (JSON of the builder's keyword arguments) plus free-form
-training facts; the CDF tables are rebuilt from the parameters on load.
+``config`` (JSON of the builder's keyword arguments), for fixed-λ files ``quality`` and
+``lmbda``, plus free-form training facts; the CDF tables are rebuilt from the parameters on load.
 """
 
 from __future__ import annotations
@@ -208,10 +208,11 @@ def model_card(path: Path) -> dict:
     except (OSError, ValueError) as e:
         raise ModelNotFoundError(f"cannot read weights {path}: {e}") from None
     config = json.loads(meta["config"])
-    qualities = list(range(len(LMBDAS))) if config.get("variable_rate") else [int(meta["quality"])]
-    lmbdas = [lmbda_of(q) for q in qualities] if config.get("variable_rate") else [float(meta["lmbda"])]
+    variable_rate = bool(config.get("variable_rate"))
+    qualities = list(range(len(LMBDAS))) if variable_rate else [int(meta["quality"])]
+    lmbdas = [lmbda_of(q) for q in qualities] if variable_rate else [float(meta["lmbda"])]
     facts = {k: json.loads(v) for k, v in meta.items() if k not in ("architecture", "quality", "lmbda", "config")}
-    return {"architecture": meta["architecture"], "config": config, "variable_rate": bool(config.get("variable_rate")),
+    return {"architecture": meta["architecture"], "config": config, "variable_rate": variable_rate,
             "qualities": qualities, "lmbdas": lmbdas, **facts}
 
 
