@@ -45,7 +45,9 @@ import hashlib
 import json
 import os
 import pickle
+import signal
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -540,6 +542,7 @@ def _loop(args: argparse.Namespace, proc: Process, net: torch.nn.Module, model: 
                mininterval=1 if sys.stderr.isatty() else 30)
     ticks, terms = [time.monotonic()], {}
     last_save = ticks[0]
+    interrupted = _stop_on_signals()
     while planned is None or step < planned:
         terms = train_step(net, model, optimizers, next(batches), step, planned or UNPLANNED, args, proc.world_size)
         step += 1
@@ -548,7 +551,8 @@ def _loop(args: argparse.Namespace, proc: Process, net: torch.nn.Module, model: 
         if planned is None and len(ticks) == FIT_AFTER + 1:
             speed = (ticks[FIT_AFTER] - ticks[FIT_SKIP]) / (FIT_AFTER - FIT_SKIP)
             planned = fit_steps(step, speed, 60 * args.max_minutes - elapsed)
-        stop, planned = _rank0_decides(proc, bool(args.max_minutes) and elapsed > 60 * args.max_minutes, planned)
+        timed_out = bool(args.max_minutes) and elapsed > 60 * args.max_minutes
+        stop, planned = _rank0_decides(proc, timed_out or interrupted.is_set(), planned)
         if not bar.disable:
             _show(bar, terms, planned)
         if proc.main and ticks[-1] - last_save > 60 * args.checkpoint_minutes:
@@ -558,6 +562,16 @@ def _loop(args: argparse.Namespace, proc: Process, net: torch.nn.Module, model: 
             break
     bar.close()
     return done.after(step, planned, time.monotonic() - ticks[0], proc), ticks, terms
+
+
+def _stop_on_signals() -> threading.Event:
+    """An event set by SIGTERM or SIGINT, so that a run stopped from outside ends after its current
+    step with a checkpoint and weights, as ``--max-minutes`` does (main thread only)."""
+    event = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: event.set())
+    return event
 
 
 def _show(bar: tqdm, terms: dict[str, Tensor], planned: int | None) -> None:

@@ -1,0 +1,123 @@
+"""The rate–distortion campaign: continue every embedded model in resumable CPU stretches.
+
+    python scripts/campaign.py --data ../shared/data/train-photos --run RUN [--slice-minutes 15]
+    kill -TERM <pid of this script>        # stops cleanly: the running slice checkpoints, then exit
+    python scripts/campaign.py --run RUN --status
+
+One campaign per RUN folder. At its first start, each embedded variable-rate file is copied to
+``RUN/init-<architecture>.safetensors``, the fixed start of that architecture's campaign (its
+training totals make the written weights cumulative). Then the architectures take turns in
+slices of ``--slice-minutes`` of training each, the one with the fewest cumulative core-hours
+next (equal budgets; every model advances even when a stretch is cut short), each slice a ``shallowcodec train --resume`` of
+``RUN/<architecture>.safetensors.ckpt`` with the campaign's fixed schedule:
+
+* ``PLANNED_STEPS`` steps in all (the lr warm-up at the start, × 0.1 only after 80 %: the
+  campaign's planned end, not each slice's);
+* crops of 128² until ``CROP_256_FROM`` steps, then 256² (the paper's crop), batch 8;
+* variable rate, mixed quantization, lr 5e-4, ``--threads`` torch threads, one loader worker.
+
+A slice writes ``RUN/<architecture>.safetensors`` (fp16, cumulative steps and core-hours) and
+appends one JSON line per slice to ``RUN/log.jsonl``. Evaluate and embed with
+``shallowcodec eval --weights`` and ``scripts/embed_weights.py`` (benchmarks/README.md).
+"""
+
+import argparse
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from shallowcodec.zoo import embedded_models, model_card
+
+PLANNED_STEPS = 30_000
+CROP_256_FROM = 20_000
+ARCHITECTURES = ("two-layer", "jpeg-like", "mbt2018-mean")
+
+
+def done_steps(run: Path, architecture: str) -> int:
+    """Campaign steps of an architecture so far (0 before its first slice)."""
+    weights = run / f"{architecture}.safetensors"
+    return model_card(weights)["steps"] if weights.exists() else 0
+
+
+def core_hours(run: Path, architecture: str) -> float:
+    """Cumulative core-hours of an architecture: its campaign weights', else its start's."""
+    weights = run / f"{architecture}.safetensors"
+    return model_card(weights if weights.exists() else run / f"init-{architecture}.safetensors").get("core_hours", 0.0)
+
+
+def slice_argv(run: Path, architecture: str, data: Path, minutes: float, threads: int) -> list[str]:
+    """Trainer arguments of one slice (resuming the architecture's checkpoint when it has one)."""
+    init = run / f"init-{architecture}.safetensors"
+    out = run / f"{architecture}.safetensors"
+    ckpt = Path(f"{out}.ckpt")
+    crop = 128 if done_steps(run, architecture) < CROP_256_FROM else 256
+    config = {k: v for k, v in model_card(init)["config"].items() if k != "variable_rate"}
+    return [sys.executable, "-m", "shallowcodec.train", "--model", architecture, "--variable-rate",
+            "--init", str(init), "--data", str(data), "--out", str(out), "--config", json.dumps(config),
+            "--steps", str(PLANNED_STEPS), "--crop", str(crop), "--batch-size", "8", "--lr", "5e-4",
+            "--quantizer", "mixed", "--threads", str(threads), "--workers", "1", "--max-minutes", f"{minutes:g}",
+            "--summary", str(out.with_suffix(".json")), "--quiet", "--force",
+            *(["--resume", str(ckpt)] if ckpt.exists() else [])]
+
+
+def status(run: Path) -> None:
+    """Print each architecture's campaign steps and cumulative core-hours."""
+    for architecture in ARCHITECTURES:
+        weights = run / f"{architecture}.safetensors"
+        if weights.exists():
+            card = model_card(weights)
+            print(f"{architecture}: {card['steps']}/{PLANNED_STEPS} campaign steps, {card['total_steps']} in all, "
+                  f"{card.get('core_hours', 0):.2f} core-hours")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", type=Path, required=True, help="campaign folder")
+    parser.add_argument("--data", type=Path, help="training images")
+    parser.add_argument("--slice-minutes", type=float, default=15.0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--status", action="store_true", help="print progress and exit")
+    args = parser.parse_args()
+    if args.status:
+        return status(args.run)
+    if args.data is None:
+        parser.error("--data is required to train")
+    args.run.mkdir(parents=True, exist_ok=True)
+    for architecture, path in embedded_models().items():
+        init = args.run / f"init-{architecture}.safetensors"
+        if architecture in ARCHITECTURES and not init.exists():
+            shutil.copyfile(path, init)
+
+    trainer: list[subprocess.Popen] = []
+    stopping = []
+
+    def stop(*_):
+        stopping.append(True)
+        for p in trainer:
+            p.send_signal(signal.SIGTERM)  # the trainer checkpoints after its current step
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while not stopping:
+        pending = [a for a in ARCHITECTURES if done_steps(args.run, a) < PLANNED_STEPS]
+        if not pending:
+            break
+        architecture = min(pending, key=lambda a: core_hours(args.run, a))  # equal cumulative budgets
+        start = time.time()
+        trainer[:] = [subprocess.Popen(slice_argv(args.run, architecture, args.data, args.slice_minutes, args.threads))]
+        code = trainer[0].wait()
+        line = {"architecture": architecture, "start": start, "seconds": round(time.time() - start, 1),
+                "exit": code, "steps": done_steps(args.run, architecture)}
+        with open(args.run / "log.jsonl", "a") as log:
+            log.write(json.dumps(line) + "\n")
+        print(json.dumps(line), flush=True)
+        if code != 0 and not stopping:
+            time.sleep(60)  # a failed slice (e.g. an interrupted edit of the code) is retried
+
+
+if __name__ == "__main__":
+    main()
