@@ -13,7 +13,8 @@ import torch
 
 from shallowcodec import load, sga
 from shallowcodec.bench import median_seconds
-from shallowcodec.codec import mirror_pad, read_image
+from shallowcodec.codec import mirror_pad
+from shallowcodec.images import read_image
 
 PHOTO = Path(__file__).resolve().parents[2] / "shared/data/photos24/eval01_kodim23.png"
 
@@ -36,7 +37,7 @@ def main() -> None:
         y0 = model.g_a(x)
         z0 = model.h_a(y0)
     y, z = y0.clone().requires_grad_(True), z0.clone().requires_grad_(True)
-    medians = model.entropy_bottleneck._get_medians().reshape(1, -1, 1, 1)
+    medians = model.z_medians()
     g = torch.Generator().manual_seed(0)
 
     def full():
@@ -55,7 +56,7 @@ def main() -> None:
         "full iteration": full,
         "h_s": part(lambda: model.h_s(z_fixed)[1]),
         "g_s": part(lambda: model.g_s(y_fixed)),
-        "priors (bits of y and z)": part(lambda: sga._y_bits(model, y_fixed, mu0, sigma0) + sga._z_bits(model, z_fixed)),
+        "priors (bits of y and z)": part(lambda: model.y_bits(y_fixed, mu0, sigma0) + model.z_bits(z_fixed)),
         "SGA rounding (y and z)": part(lambda: sga.sga_round(y_fixed, 0.3, g).sum() + sga.sga_round(z_fixed, 0.3, g).sum()),
     }
     print(f"{args.model} q{codec.quality}, {size[1]}×{size[0]}, {args.threads} threads, median of {args.steps}")

@@ -24,6 +24,7 @@ import tempfile
 from pathlib import Path
 
 from shallowcodec import train
+from shallowcodec.distributed import TORCHRUN_VARIABLES
 from shallowcodec.zoo import ARCHITECTURES
 
 PHOTOS24 = Path(__file__).resolve().parents[2] / "shared/data/photos24"
@@ -39,7 +40,7 @@ def measure(model: str, crop: int, processes: int, threads: int, args: argparse.
             "--batch-size", str(args.batch_size), "--threads", str(threads), "--workers", "0",
             "--cache", str(work / "cache"), "--summary", str(summary), "--quiet", "--force"]
     launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"] if processes > 1 else []
-    env = {k: v for k, v in os.environ.items() if k not in train.TORCHRUN_VARIABLES} | {"OMP_NUM_THREADS": str(threads)}
+    env = {k: v for k, v in os.environ.items() if k not in TORCHRUN_VARIABLES} | {"OMP_NUM_THREADS": str(threads)}
     done = subprocess.run([sys.executable, *launcher, "-m", "shallowcodec.train", *argv], env=env,
                           capture_output=True, text=True)
     if done.returncode:

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from shallowcodec import train
+from shallowcodec.config import build_parser, config_from_args
 from shallowcodec.zoo import embedded_models, model_card
 
 #: Minutes kept from each run's share for start-up and saving (the trainer's --max-minutes
@@ -62,7 +63,7 @@ def main() -> None:
             sys.exit(f"gpu_burst: no time left for {architecture} (--minutes {args.minutes:g})")
         argv = trainer_argv(architecture, embedded[architecture], args, share)
         try:
-            out = train.run(train.build_parser().parse_args(argv))
+            out = train.train(config_from_args(build_parser().parse_args(argv)))
         except (ValueError, OSError) as e:
             sys.exit(f"gpu_burst: {architecture}: {e}")
         summary = json.loads(out.with_suffix(".json").read_text())

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from shallowcodec import codec, zoo
+from shallowcodec import codec, images, zoo
 
 #: photos24 lives in ../shared beside the repository (same layout in the CI clone).
 PHOTOS24 = Path(__file__).resolve().parents[1].parent / "shared/data/photos24"
@@ -37,7 +37,7 @@ def photos24() -> Path:
 
 @lru_cache(maxsize=8)
 def _read(path: Path) -> torch.Tensor:
-    x, notice = codec.read_image(path)
+    x, notice = images.read_image(path)
     assert notice is None, notice  # photos24 images are plain RGB
     return x
 

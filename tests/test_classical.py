@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from shallowcodec.classical import ENCODERS, SWEEPS, PillowCodec, codecs
-from shallowcodec.codec import read_image
 from shallowcodec.evaluation import evaluate, psnr
+from shallowcodec.images import read_image
 
 MAGIC = {
     "jpeg420": (0, b"\xff\xd8\xff"), "jpeg444": (0, b"\xff\xd8\xff"), "webp": (8, b"WEBP"),

@@ -13,13 +13,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 import pytest
+import torch
 from PIL import Image
 
 from shallowcodec import cli as cli_main
-from shallowcodec import codec, container, evaluation, zoo
-from shallowcodec.codec import tensor_to_image
+from shallowcodec import codec, container, evaluation, images, zoo
+from shallowcodec.images import tensor_to_image
 
 PHOTO = "eval03_sail.png"
 
@@ -102,8 +102,8 @@ def test_decompress_refuses_existing_output_then_force_overwrites(compressed, wo
     done = cli("decompress", sdc, "-o", png, "--force")
     assert done.returncode == 0, done.stderr
     assert "768x512" in done.stdout
-    decoded, notice = codec.read_image(png)
-    original, _ = codec.read_image(sail)
+    decoded, notice = images.read_image(png)
+    original, _ = images.read_image(sail)
     assert notice is None and decoded.shape == original.shape == (3, 512, 768)
     assert evaluation.psnr(original, decoded) > 20
     assert not [p.name for p in work.iterdir() if p.name.endswith(".tmp")]  # no temp files left
@@ -161,7 +161,6 @@ def test_models_json(capsys):
     for arch, card in table.items():
         assert card["default_quality"] == 3 and card["variable_rate"]
         assert card["qualities"] == list(range(7)) and card["lmbdas"] == list(zoo.LMBDAS)
-        assert card["crop"] == 128 and card["total_steps"] > 5000 and card["core_hours"] > 1
     assert cli_main.main(["models"]) == 0
     assert "two-layer (default)" in capsys.readouterr().out
 

@@ -1,24 +1,21 @@
-"""The codec (shallowcodec.codec) and the weights files (shallowcodec.zoo), on real photo crops."""
+"""The codec (shallowcodec.codec): round trips, padding, headers and bad input, on real photo crops."""
 
 from __future__ import annotations
 
 import hashlib
 import io
-import json
-import random
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from safetensors.torch import save
 
 import shallowcodec
-from shallowcodec import codec, container, zoo
-from shallowcodec.codec import ImageError, image_to_tensor, mirror_pad, tensor_to_image
+from shallowcodec import codec, container
+from shallowcodec.codec import mirror_pad
 from shallowcodec.container import ContainerError
-from shallowcodec.zoo import ModelNotFoundError
+from shallowcodec.images import ImageError, image_to_tensor, tensor_to_image
 
 #: rANS (CompressAI's 64-bit coder) flushes its 8-byte state at the end of every string.
 RANS_FLUSH_BYTES = 8
@@ -70,7 +67,7 @@ def test_compress_is_deterministic_and_accepts_pil(tiny_codec, photo_crop):
     x = photo_crop(64, 96, 10, 20)
     data = tiny_codec.compress(x)
     assert tiny_codec.compress(x) == data
-    assert tiny_codec.compress(codec.tensor_to_image(x)) == data
+    assert tiny_codec.compress(tensor_to_image(x)) == data
 
 
 # --- (c): the file is as long as the entropy model says ------------------------------------------
@@ -200,81 +197,6 @@ def test_damaged_file_raises_container_error(tiny_codec, photo_crop):
             tiny_codec.decompress_tensor(bad)
 
 
-# --- (g): image conversion -----------------------------------------------------------------------
-
-
-def test_rgb_image_is_unchanged_without_notice(photo_crop):
-    x = photo_crop(8, 9)
-    y, notice = image_to_tensor(codec.tensor_to_image(x))
-    assert notice is None and torch.equal(x, y)
-
-
-def test_rgba_becomes_rgb_with_alpha_notice(photo_crop):
-    x = photo_crop(10, 12)
-    rgba = np.concatenate([x.permute(1, 2, 0).numpy(), np.full((10, 12, 1), 77, np.uint8)], axis=2)
-    y, notice = image_to_tensor(Image.fromarray(rgba, "RGBA"))
-    assert y.shape == (3, 10, 12) and y.dtype == torch.uint8
-    assert torch.equal(y, x)  # alpha dropped, colour kept
-    assert "RGBA" in notice and "alpha" in notice
-
-
-def test_grayscale_and_palette_are_converted_with_notice():
-    gray = np.arange(20, dtype=np.uint8).reshape(4, 5) * 10
-    y, notice = image_to_tensor(Image.fromarray(gray, "L"))
-    assert y.shape == (3, 4, 5)
-    assert all(torch.equal(y[c], torch.from_numpy(gray)) for c in range(3))
-    assert "L" in notice and "RGB" in notice and "alpha" not in notice
-
-    palette = Image.fromarray(gray, "L").convert("P")
-    palette.putpalette([v for i in range(256) for v in (i, 255 - i, 3)])
-    y, notice = image_to_tensor(palette)
-    assert notice is not None and "P" in notice
-    idx = torch.from_numpy(np.array(palette)).long()
-    assert torch.equal(y[0].long(), idx) and torch.equal(y[1].long(), 255 - idx) and (y[2] == 3).all()
-
-
-def test_palette_with_transparency_mentions_alpha():
-    image = Image.new("P", (3, 2), 1)
-    image.info["transparency"] = 0
-    _, notice = image_to_tensor(image)
-    assert "alpha" in notice
-
-
-def test_16_bit_grayscale_is_scaled_not_clipped():
-    values = np.array([[0, 257, 30000, 65535]], dtype=np.uint16)
-    image = Image.fromarray(values)
-    assert image.mode.startswith("I;16")
-    y, notice = image_to_tensor(image)
-    assert notice is not None and image.mode in notice
-    expected = [0, 1, round(30000 / 257), 255]  # 30000 would clip to 255
-    assert all(y[c, 0].tolist() == expected for c in range(3))
-
-
-def test_8_bit_values_in_32_bit_and_float_grayscale_keep_their_level():
-    """Reported: L.convert("I") and float images in [0, 1] came out almost black."""
-    gray = Image.fromarray(np.array([[0, 100, 255]], dtype=np.uint8))
-    x, notice = codec.image_to_tensor(gray.convert("I"))
-    assert x[0, 0].tolist() == [0, 100, 255] and "I" in notice
-    floats = Image.fromarray(np.array([[0.0, 0.5, 1.0]], dtype=np.float32), "F")
-    assert codec.image_to_tensor(floats)[0][1, 0].tolist() == [0, 128, 255]
-
-
-def test_16_bit_png_file_is_scaled(tmp_path):
-    path = tmp_path / "g16.png"
-    Image.fromarray(np.array([[65535, 0], [12850, 65535]], dtype=np.uint16)).save(path)
-    y, notice = codec.read_image(path)
-    assert notice is not None
-    assert y[0].tolist() == [[255, 0], [50, 255]]
-
-
-def test_read_image_errors(tmp_path):
-    with pytest.raises(ImageError, match="no such file"):
-        codec.read_image(tmp_path / "missing.png")
-    (tmp_path / "junk.png").write_bytes(b"not an image at all")
-    with pytest.raises(ImageError, match="cannot read"):
-        codec.read_image(tmp_path / "junk.png")
-
-
 # --- (h): bad tensors ----------------------------------------------------------------------------
 
 
@@ -290,97 +212,6 @@ def test_read_image_errors(tmp_path):
 def test_compress_rejects_bad_input(tiny_codec, bad):
     with pytest.raises(ImageError):
         tiny_codec.compress(bad)
-
-
-# --- (i): weights files --------------------------------------------------------------------------
-
-
-def test_save_load_weights_round_trip(tiny_codec, tmp_path):
-    loaded = tiny_codec.loaded
-    assert (loaded.architecture, loaded.quality, loaded.lmbda) == ("two-layer", 3, 0.01)
-    assert json.loads(loaded.metadata["config"]) == {"N": 8, "M": 16}
-    assert not loaded.model.training
-    torch.manual_seed(0)
-    original = zoo.build("two-layer", N=8, M=16)
-    for name, p in original.named_parameters():  # stored as fp16
-        assert torch.equal(dict(loaded.model.named_parameters())[name], p.detach().half().float()), name
-
-
-@pytest.mark.parametrize("content", [b"", b"abc", bytes(random.Random(0).randbytes(4096)),
-                                     b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\": 1}       "])
-def test_load_weights_rejects_garbage(tmp_path, content):
-    path = tmp_path / "garbage.safetensors"
-    path.write_bytes(content)
-    with pytest.raises(ModelNotFoundError, match="cannot load weights"):
-        zoo.load_weights(path)
-
-
-def test_load_weights_rejects_missing_and_foreign_files(tmp_path):
-    with pytest.raises(ModelNotFoundError):
-        zoo.load_weights(tmp_path / "missing.safetensors")
-    # a valid safetensors file, but not a shallowcodec one (no metadata / wrong names)
-    path = tmp_path / "foreign.safetensors"
-    path.write_bytes(save({"w": torch.zeros(2)}))
-    with pytest.raises(ModelNotFoundError):
-        zoo.load_weights(path)
-    path.write_bytes(save({"w": torch.zeros(2)}, metadata={"architecture": "two-layer", "quality": "3",
-                                                          "lmbda": "0.01", "config": '{"N": 8, "M": 16}'}))
-    with pytest.raises(ModelNotFoundError, match="parameter names"):
-        zoo.load_weights(path)
-    path.write_bytes(save({"w": torch.zeros(2)}, metadata={"architecture": "nope", "quality": "3",
-                                                          "lmbda": "0.01", "config": "{}"}))
-    with pytest.raises(ModelNotFoundError, match="nope"):
-        zoo.load_weights(path)
-
-
-def _tiny_tensors(M: int = 16) -> dict:
-    torch.manual_seed(0)
-    return {k: v.detach().half().contiguous() for k, v in zoo.build("two-layer", N=8, M=M).named_parameters()}
-
-
-@pytest.mark.parametrize("case", ["no-quality", "bad-lmbda", "shape-mismatch"])
-def test_load_weights_rejects_inconsistent_shallowcodec_files(tmp_path, case):
-    meta = {"architecture": "two-layer", "quality": "3", "lmbda": "0.01", "config": '{"N": 8, "M": 16}'}
-    tensors = _tiny_tensors()
-    if case == "no-quality":
-        del meta["quality"]
-    elif case == "bad-lmbda":
-        meta["lmbda"] = "much"
-    else:
-        tensors = _tiny_tensors(M=32)  # names match, shapes do not
-    path = tmp_path / f"{case}.safetensors"
-    path.write_bytes(save(tensors, metadata=meta))
-    with pytest.raises(ModelNotFoundError):
-        zoo.load_weights(path)
-
-
-def test_build_and_load_embedded_unknown_names():
-    with pytest.raises(ModelNotFoundError, match="nope"):
-        zoo.build("nope")
-    with pytest.raises(ModelNotFoundError, match="nope"):
-        zoo.load_embedded("nope")
-    with pytest.raises(ModelNotFoundError, match="quality must be a number in 0..6, got 7"):
-        codec.load("two-layer", 7)
-    with pytest.raises(ModelNotFoundError, match="no embedded weights"):
-        codec.load("two-layer-nores")  # a known architecture without embedded weights
-    assert issubclass(ModelNotFoundError, LookupError)
-
-
-def test_build_produces_requested_widths():
-    model = zoo.build("jpeg-like", N=8, M=16, kernel_size=26)
-    assert model.g_s.deconv.in_channels == 16 and model.g_s.deconv.kernel_size == (26, 26)
-    assert model.entropy_bottleneck.channels == 16
-    assert set(zoo.ARCHITECTURES) == {"jpeg-like", "two-layer", "two-layer-nores", "mbt2018-mean"}
-    assert zoo.LMBDAS == (0.00125, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08)
-
-
-def test_embedded_models_are_variable_rate_and_small():
-    found = zoo.embedded_models()
-    assert {"two-layer", "jpeg-like"} <= set(found)
-    for arch, path in found.items():
-        assert path.name == f"{arch}.safetensors" and path.stat().st_size <= 25 * 2**20
-        assert zoo.model_card(path)["variable_rate"]
-    assert codec.load("two-layer").quality == zoo.DEFAULT_QUALITY == 3
 
 
 def test_saved_image_file_round_trip(tiny_codec, photo_crop):

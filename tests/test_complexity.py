@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from shallowcodec import zoo
-from shallowcodec.complexity import PAPER_FLOPS, count_flops, flops_per_pixel, model_config
+from shallowcodec.complexity import PAPER_FLOPS, count_flops, flops_config, flops_per_pixel
 
 # Paper FLOPs/pixel (Yang & Mandt 2023, flops_per_pixel.csv), as stated in the issue.
 PAPER = {
@@ -20,7 +20,8 @@ PAPER = {
 @pytest.fixture(scope="module")
 def paper_size():
     """FLOPs/pixel of the paper-size models, counted at 256×256 and at 128×192."""
-    models = {name: zoo.build(name, **model_config(name, paper_size=True)) for name in ("jpeg-like", "two-layer", "mbt2018-mean")}
+    models = {name: zoo.build(name, **flops_config(name, paper_size=True))
+              for name in ("jpeg-like", "two-layer", "mbt2018-mean")}
     return {name: (flops_per_pixel(m, 256, 256), flops_per_pixel(m, 128, 192)) for name, m in models.items()}
 
 
@@ -43,18 +44,18 @@ def test_count_per_pixel_is_independent_of_image_size(paper_size, model):
 
 
 def test_paper_size_config_is_the_builders_defaults():
-    assert model_config("two-layer", paper_size=True) == {"N": 192, "M": 320, "hidden": 12, "variable_rate": False}
-    assert model_config("two-layer-nores", paper_size=True)["N"] == 256
+    assert flops_config("two-layer", paper_size=True) == {"N": 192, "M": 320, "hidden": 12, "variable_rate": False}
+    assert flops_config("two-layer-nores", paper_size=True)["N"] == 256
 
 
 def test_mbt2018_without_weights_gets_the_embedded_two_layer_widths():
-    two_layer = model_config("two-layer")
-    assert {k: model_config("mbt2018-mean")[k] for k in ("N", "M")} == {k: two_layer[k] for k in ("N", "M")}
+    two_layer = flops_config("two-layer")
+    assert {k: flops_config("mbt2018-mean")[k] for k in ("N", "M")} == {k: two_layer[k] for k in ("N", "M")}
 
 
 def test_unknown_model_raises():
     with pytest.raises(zoo.ModelNotFoundError, match="unknown model"):
-        model_config("resnet")
+        flops_config("resnet")
 
 
 def test_convention_bias_residual_and_free_relu():

@@ -8,9 +8,8 @@ import math
 import pytest
 
 from shallowcodec import bench, cli
-from shallowcodec.codec import tensor_to_image
 from shallowcodec.evaluation import SCHEMA, load_result
-from shallowcodec.plots import DEFAULT_ANCHORS_DIR
+from shallowcodec.images import tensor_to_image
 
 
 @pytest.fixture
@@ -129,7 +128,7 @@ def test_plot_writes_png_and_needs_force(curves, tmp_path, capsys):
 
 
 def test_plot_overlays_published_anchors(curves, tmp_path, capsys):
-    if not DEFAULT_ANCHORS_DIR.is_dir():
+    if not cli.DEFAULT_ANCHORS_DIR.is_dir():
         pytest.skip("shared/anchors not found")
     code, out, _ = run(["plot", *curves, "-o", tmp_path / "rd.png", "--anchors"], capsys)
     assert code == 0 and "9 curves" in out
@@ -157,7 +156,8 @@ def test_bench_reports_every_entry_with_a_split_decode(folder, tiny_models, caps
     report = json.loads(out)
     rows = report["threads"]["1"]
     assert code == 0 and (report["height"], report["width"]) == (176, 192)
-    assert [r["name"].split()[0] for r in rows] == ["two-layer", "jpeg-like", "mbt2018-mean", "jpeg420", "webp", "avif", "jxl"]
+    assert [r["name"].split()[0] for r in rows] == ["two-layer", "jpeg-like", "mbt2018-mean",
+                                                 "jpeg420", "webp", "avif", "jxl"]
     assert rows[0]["decode_vs_two_layer"] == 1 and rows[1]["decode_vs_jpeg_like"] == 1
     for r in rows[:3]:
         assert r["entropy_s"] + r["h_s_s"] + r["g_s_s"] == pytest.approx(r["decode_s"])
@@ -171,7 +171,8 @@ def test_bench_paper_size_decodes_one_file_with_three_synthesis_transforms(folde
     report = json.loads(out)
     rows = report["threads"]["1"]
     assert code == 0 and report["paper_size"]
-    assert [r["name"] for r in rows[:3]] == [f"{n} (N=192, M=320, untrained)" for n in ("two-layer", "jpeg-like", "mbt2018-mean")]
+    assert [r["name"] for r in rows[:3]] == [f"{n} (N=192, M=320, untrained)"
+                                            for n in ("two-layer", "jpeg-like", "mbt2018-mean")]
     assert rows[0]["bytes"] == rows[1]["bytes"] == rows[2]["bytes"]  # the two-layer's file, equal entropy work
     # mbt2018-mean's g_s has 17.6× the two-layer's FLOPs at these widths; time must show it
     assert rows[2]["g_s_s"] > 3 * rows[0]["g_s_s"]

@@ -9,14 +9,16 @@ import math
 import os
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from shallowcodec import train, zoo
-from shallowcodec.codec import tensor_to_image
+from shallowcodec import data, distributed, train, zoo
+from shallowcodec.config import build_parser, config_from_args
+from shallowcodec.images import tensor_to_image
 
 LR = 1e-4
 
@@ -88,6 +90,17 @@ def test_rd_loss_gradient_flows_to_reconstruction_and_likelihoods():
 
 
 
+def test_rd_loss_weighs_each_image_by_its_own_lambda():
+    x = torch.rand(2, 3, 8, 8)
+    x_hat = x + torch.stack([torch.full((3, 8, 8), 0.01), torch.full((3, 8, 8), 0.02)])
+    lk = torch.stack([torch.full((1, 2, 2), 0.5), torch.full((1, 2, 2), 0.25)])  # 4 and 8 bits
+    terms = train.rd_loss({"x_hat": x_hat, "likelihoods": {"y": lk}}, x, torch.tensor([0.01, 0.08]))
+    mse = torch.tensor([0.01, 0.02]) ** 2 * 255**2
+    bpp = torch.tensor([4.0, 8.0]) / 64
+    assert terms["loss"].item() == pytest.approx(((bpp + torch.tensor([0.01, 0.08]) * mse).mean()).item())
+    assert terms["bpp"].item() == pytest.approx(bpp.mean().item())
+
+
 def test_fit_steps_to_a_time_budget():
     # 20 steps done at 0.1 s/step with 60 s left: 97 % of 600 more steps
     assert train.fit_steps(20, 0.1, 60.0) == pytest.approx(20 + 582, abs=1)
@@ -122,7 +135,7 @@ def _listing(folder):
 def test_cache_holds_downscaled_uint8_arrays_outside_the_data_folder(train_folder, tmp_path):
     before = _listing(train_folder)
     cache = tmp_path / "cache"
-    entries = train.build_cache(train_folder, cache, max_side=64)
+    entries = data.build_cache(train_folder, cache, max_side=64)
     assert [e.name.split(".")[0] for e in entries] == ["crop0", "crop1", "crop2"]
     assert all(e.parent == cache.resolve() and e.suffix == ".npy" for e in entries)
     with Image.open(train_folder / "crop1.png") as im:  # 96×112: shorter side 96 → 64, Lanczos
@@ -133,27 +146,27 @@ def test_cache_holds_downscaled_uint8_arrays_outside_the_data_folder(train_folde
     assert _listing(train_folder) == before
     # a second build reuses the entries; a changed image gets a new one and its old one goes
     stamps = _listing(cache)
-    assert train.build_cache(train_folder, cache, max_side=64) == entries and _listing(cache) == stamps
+    assert data.build_cache(train_folder, cache, max_side=64) == entries and _listing(cache) == stamps
     os.utime(train_folder / "crop1.png", ns=(10**18, 10**18))
-    rebuilt = train.build_cache(train_folder, cache, max_side=64)
+    rebuilt = data.build_cache(train_folder, cache, max_side=64)
     assert rebuilt[0] == entries[0] and rebuilt[1] != entries[1] and rebuilt[1].name.endswith(f".{10**18}.npy")
     assert sorted(p.name for p in cache.iterdir()) == sorted(e.name for e in rebuilt)  # no stale or temp file
     with pytest.raises(ValueError, match="outside the data folder"):
-        train.build_cache(train_folder, train_folder / "cache", max_side=64)
+        data.build_cache(train_folder, train_folder / "cache", max_side=64)
 
 
 def test_default_cache_folder_is_keyed_by_data_path_and_max_side(tmp_path, home, monkeypatch):
     digest = hashlib.sha256(str((tmp_path / "data").resolve()).encode()).hexdigest()[:12]
-    assert train.default_cache(tmp_path / "data", 512) == home / ".cache/shallowcodec" / f"{digest}-512"
+    assert data.default_cache(tmp_path / "data", 512) == home / ".cache/shallowcodec" / f"{digest}-512"
     monkeypatch.chdir(tmp_path)
-    assert train.default_cache("data", 256).name == f"{digest}-256"  # relative paths resolve first
+    assert data.default_cache("data", 256).name == f"{digest}-256"  # relative paths resolve first
 
 
 def test_random_crops_are_seeded_per_rank_worker_and_start_step(train_folder, tmp_path):
-    files = train.build_cache(train_folder, tmp_path / "cache", max_side=512)
+    files = data.build_cache(train_folder, tmp_path / "cache", max_side=512)
 
     def first(n=4, **key):
-        stream = iter(train.RandomCrops(files, 64, **key))
+        stream = iter(data.RandomCrops(files, 64, **key))
         return torch.stack([next(stream) for _ in range(n)])
 
     crops = first()
@@ -166,20 +179,19 @@ def test_random_crops_are_seeded_per_rank_worker_and_start_step(train_folder, tm
 def test_random_crops_flip_horizontally(tmp_path):
     ramp = np.broadcast_to(np.arange(64, dtype=np.uint8)[None, :, None], (64, 64, 3))
     np.save(tmp_path / "ramp.npy", ramp)
-    stream = iter(train.RandomCrops([tmp_path / "ramp.npy"], 64))
+    stream = iter(data.RandomCrops([tmp_path / "ramp.npy"], 64))
     rows = {tuple(next(stream)[0, 0, [0, -1]].tolist()) for _ in range(32)}
     assert rows == {(0, 63), (63, 0)}
 
 
 def test_loader_yields_float_batches_from_distinct_workers(train_folder, tmp_path):
-    args = train.build_parser().parse_args(_argv(train_folder, tmp_path / "x.safetensors", "--workers", "2"))
-    batches = train.data_stream(args, train.Process(0, 1, torch.device("cpu")), step=0)
+    cfg = config_from_args(build_parser().parse_args(_argv(train_folder, tmp_path / "x.safetensors", "--workers", "2")))
+    batches = data.data_stream(cfg, distributed.Process(0, 1, torch.device("cpu")), step=0)
     a, b = next(batches), next(batches)  # one batch from each worker
     assert a.shape == (2, 3, 64, 64) and a.dtype == torch.float32
     assert 0 <= a.min() and a.max() <= 1 and not torch.equal(a, b)
-    args.crop = 128
     with pytest.raises(ValueError, match="no image of at least 128×128"):
-        train.data_stream(args, train.Process(0, 1, torch.device("cpu")), step=0)
+        data.data_stream(replace(cfg, crop=128), distributed.Process(0, 1, torch.device("cpu")), step=0)
 
 
 # --- end to end ----------------------------------------------------------------------------------
@@ -254,7 +266,7 @@ def test_init_accumulates_steps_and_core_hours(train_folder, tmp_path, restore_t
     fixed = tmp_path / "fixed.safetensors"
     assert train.main(_argv(train_folder, fixed, steps=3)) == 0
     argv = _argv(train_folder, tmp_path / "vr.safetensors", "--init", str(fixed), steps=2)
-    argv[argv.index("--quality"):argv.index("--quality") + 2] = ["--variable-rate"]
+    argv = _variable_rate(argv)
     assert train.main(argv) == 0
     prior, facts = _facts(fixed), _facts(tmp_path / "vr.safetensors")
     assert facts["config"]["variable_rate"] and facts["init"] == "fixed.safetensors"
@@ -299,8 +311,8 @@ def test_bad_runs_fail_with_one_line(train_folder, tmp_path, capsys, extra, mess
 def test_torchrun_two_processes(train_folder, tmp_path):
     out, summary = tmp_path / "ddp.safetensors", tmp_path / "ddp.json"
     argv = _argv(train_folder, out, "--summary", str(summary), steps=3)
-    argv[argv.index("--quality"):argv.index("--quality") + 2] = ["--variable-rate"]
-    env = {k: v for k, v in os.environ.items() if k not in train.TORCHRUN_VARIABLES} | {"OMP_NUM_THREADS": "1"}
+    argv = _variable_rate(argv)
+    env = {k: v for k, v in os.environ.items() if k not in distributed.TORCHRUN_VARIABLES} | {"OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                            "-m", "shallowcodec.train", *argv], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -378,7 +390,7 @@ def test_init_without_config_takes_the_widths_of_the_init_weights(train_folder, 
     argv = _argv(train_folder, tmp_path / "vr.safetensors", "--init", str(first), steps=2)
     i = argv.index("--config")
     del argv[i : i + 2]
-    argv[argv.index("--quality") : argv.index("--quality") + 2] = ["--variable-rate"]
+    argv = _variable_rate(argv)
     assert train.main(argv) == 0
     assert json.loads(zoo.load_weights(tmp_path / "vr.safetensors").metadata["config"]) == \
         {"N": 8, "M": 16, "variable_rate": True}
@@ -404,3 +416,30 @@ def test_resumed_fine_tune_keeps_its_init(train_folder, tmp_path):
     assert train.main(_argv(train_folder, out, "--resume", str(ckpt), "--checkpoint", str(ckpt), steps=4)) == 0
     facts = _facts(out)
     assert (facts["steps"], facts["total_steps"], facts["init"]) == (4, 6, "base.safetensors")
+
+
+def _variable_rate(argv: list[str]) -> list[str]:
+    """``argv`` with ``--quality Q`` replaced by ``--variable-rate``."""
+    i = argv.index("--quality")
+    return argv[:i] + ["--variable-rate"] + argv[i + 2:]
+
+
+def test_variable_rate_training_writes_a_model_for_all_qualities(train_folder, tmp_path, codec_factory,
+                                                                   restore_threads):
+    fixed = codec_factory("fixed.safetensors")  # a fixed-λ tiny model starts the variable-rate one
+    init = tmp_path / "fixed-trained.safetensors"
+    zoo.save_weights(init, fixed.loaded.model, "two-layer", {"N": 8, "M": 16}, 3, 0.01, steps=5, train_seconds=1.0)
+    out = tmp_path / "vr.safetensors"
+    assert train.main(_variable_rate(_argv(train_folder, out, "--init", str(init), steps=3))) == 0
+    loaded = zoo.load_weights(out)
+    card = zoo.model_card(out)
+    assert loaded.variable_rate and card["qualities"] == list(range(7))
+    assert (card["steps"], card["total_steps"], card["init"]) == (3, 8, init.name)
+    moved = loaded.model.g_s.out.weight - fixed.loaded.model.g_s.out.weight
+    assert moved.abs().max() > 0  # trained from the fixed model's parameters
+
+
+def test_variable_rate_refuses_a_fixed_lambda(train_folder, tmp_path, capsys):
+    out = tmp_path / "vr.safetensors"
+    assert train.main(_variable_rate(_argv(train_folder, out, "--lmbda", "0.01", steps=3))) == 1
+    assert "--lmbda applies to fixed-λ training" in capsys.readouterr().err and not out.exists()

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import shallowcodec
-from shallowcodec import codec, container, sga, zoo
+from shallowcodec import codec, container, images, sga, zoo
 from shallowcodec.codec import mirror_pad
 from shallowcodec.container import ContainerError
 from shallowcodec.variable_rate import LMBDAS, GainUnits, lmbda_of, snap_quality
@@ -131,7 +131,7 @@ def test_weights_file_of_a_variable_rate_model(codec_factory, tmp_path):
     assert "gain.log_y_gain" in dict(c.loaded.model.named_parameters())
 
 
-# --- training -------------------------------------------------------------------------------------
+# --- the command line at several qualities --------------------------------------------------------
 
 
 @pytest.fixture
@@ -139,54 +139,8 @@ def crops_folder(photo_crop, tmp_path):
     folder = tmp_path / "crops"
     folder.mkdir()
     for i, (top, left) in enumerate([(0, 0), (200, 300)]):
-        codec.tensor_to_image(photo_crop(96, 128, top, left)).save(folder / f"c{i}.png")
+        images.tensor_to_image(photo_crop(96, 128, top, left)).save(folder / f"c{i}.png")
     return folder
-
-
-def _train(data, out, *extra):
-    """A 3-step tiny training run in-process (cache beside the output, no loader processes)."""
-    from shallowcodec import train
-
-    threads = torch.get_num_threads()
-    try:
-        return train.main(["--model", "two-layer", "--data", str(data), "--steps", "3", "--out", str(out),
-                           "--config", '{"N": 8, "M": 16}', "--crop", "64", "--batch-size", "2", "--threads", "1",
-                           "--cache", str(out.parent / "cache"), "--workers", "0", "--quiet", *extra])
-    finally:
-        torch.set_num_threads(threads)
-
-
-def test_rd_loss_weighs_each_image_by_its_own_lambda():
-    from shallowcodec.train import rd_loss
-
-    x = torch.rand(2, 3, 8, 8)
-    x_hat = x + torch.stack([torch.full((3, 8, 8), 0.01), torch.full((3, 8, 8), 0.02)])
-    lk = torch.stack([torch.full((1, 2, 2), 0.5), torch.full((1, 2, 2), 0.25)])  # 4 and 8 bits
-    terms = rd_loss({"x_hat": x_hat, "likelihoods": {"y": lk}}, x, torch.tensor([0.01, 0.08]))
-    mse = torch.tensor([0.01, 0.02]) ** 2 * 255**2
-    bpp = torch.tensor([4.0, 8.0]) / 64
-    assert terms["loss"].item() == pytest.approx(((bpp + torch.tensor([0.01, 0.08]) * mse).mean()).item())
-    assert terms["bpp"].item() == pytest.approx(bpp.mean().item())
-
-
-def test_variable_rate_training_writes_a_model_for_all_qualities(crops_folder, tmp_path, codec_factory):
-    fixed = codec_factory("fixed.safetensors")  # a fixed-λ tiny model starts the variable-rate one
-    init = tmp_path / "fixed-trained.safetensors"
-    zoo.save_weights(init, fixed.loaded.model, "two-layer", {"N": 8, "M": 16}, 3, 0.01, steps=5, train_seconds=1.0)
-    out = tmp_path / "vr.safetensors"
-    assert _train(crops_folder, out, "--variable-rate", "--init", str(init)) == 0
-    loaded = zoo.load_weights(out)
-    card = zoo.model_card(out)
-    assert loaded.variable_rate and card["qualities"] == list(range(7))
-    assert (card["steps"], card["total_steps"], card["init"]) == (3, 8, init.name)
-    moved = loaded.model.g_s.out.weight - fixed.loaded.model.g_s.out.weight
-    assert moved.abs().max() > 0  # trained from the fixed model's parameters
-
-
-def test_variable_rate_refuses_a_fixed_lambda(crops_folder, tmp_path, capsys):
-    out = tmp_path / "vr.safetensors"
-    assert _train(crops_folder, out, "--variable-rate", "--lmbda", "0.01") == 1
-    assert "--lmbda applies to fixed-λ training" in capsys.readouterr().err and not out.exists()
 
 
 def test_eval_weights_file_at_several_qualities(codec_factory, crops_folder, tmp_path, capsys):

@@ -13,8 +13,9 @@ import warnings
 # CompressAI scripts a helper at import time; newer PyTorch warns about that on every run.
 warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
 
-from shallowcodec.codec import Codec, ImageError, decompress, load
+from shallowcodec.codec import Codec, decompress, load
 from shallowcodec.container import ContainerError
+from shallowcodec.images import ImageError
 from shallowcodec.zoo import ModelNotFoundError
 
 __all__ = ["Codec", "ContainerError", "ImageError", "ModelNotFoundError", "decompress", "load"]

@@ -28,7 +28,6 @@ import statistics
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
-from pathlib import Path
 
 import torch
 from PIL import AvifImagePlugin
@@ -37,11 +36,10 @@ from torch import Tensor, nn
 
 from shallowcodec import classical, zoo
 from shallowcodec.codec import Codec, load, mirror_pad
+from shallowcodec.metrics import bpp
 from shallowcodec.variable_rate import lmbda_of
 from shallowcodec.zoo import DEFAULT_QUALITY
 
-#: The default photo: photos24's Kodak kodim23, 768×512 (``shared/data`` beside the repository).
-DEFAULT_IMAGE = Path(__file__).resolve().parents[3] / "shared" / "data" / "photos24" / "eval01_kodim23.png"
 THREADS = (1, 2)
 LEARNED = ("two-layer", "jpeg-like", "mbt2018-mean")
 PILLOW = ("jpeg420", "webp", "avif", "jxl")
@@ -134,7 +132,7 @@ def closest_quality(name: str, x: Tensor, target_bpp: float) -> tuple[classical.
     """The Pillow codec of ``name``'s sweep whose file of ``x`` has the bpp closest to ``target_bpp``."""
     pixels = x.shape[1] * x.shape[2]
     files = [(c, c.compress(x)) for c in classical.codecs(name)]
-    return min(files, key=lambda f: abs(8 * len(f[1]) / pixels - target_bpp))
+    return min(files, key=lambda f: abs(bpp(len(f[1]), pixels) - target_bpp))
 
 
 def time_pillow(codec: classical.PillowCodec, x: Tensor, data: bytes, runs: int) -> dict:
@@ -174,7 +172,7 @@ def run(x: Tensor, quality: float | None = None, runs: int = 5, thread_counts: t
     pixels = x.shape[1] * x.shape[2]
     learned = paper_size_codecs() if paper_size else {name: load(name, quality) for name in LEARNED}
     files = {name: learned[name].compress(x) for name in ([LEARNED[0]] if paper_size else LEARNED)}
-    pillow = {name: closest_quality(name, x, 8 * len(files["two-layer"]) / pixels) for name in PILLOW}
+    pillow = {name: closest_quality(name, x, bpp(len(files["two-layer"]), pixels)) for name in PILLOW}
     suffix = " (N=192, M=320, untrained)" if paper_size else f" q{learned['two-layer'].quality:g}"
     table = {}
     for n in thread_counts:
@@ -191,5 +189,5 @@ def run(x: Tensor, quality: float | None = None, runs: int = 5, thread_counts: t
 
 
 def _with_ratios(row: dict, two_layer_s: float, jpeg_like_s: float, pixels: int) -> dict:
-    return {**row, "bpp": 8 * row["bytes"] / pixels,
+    return {**row, "bpp": bpp(row["bytes"], pixels),
             "decode_vs_two_layer": row["decode_s"] / two_layer_s, "decode_vs_jpeg_like": row["decode_s"] / jpeg_like_s}

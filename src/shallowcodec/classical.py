@@ -29,7 +29,7 @@ import pillow_jxl  # noqa: F401  (registers the JXL format with Pillow)
 from PIL import Image, features
 from torch import Tensor
 
-from shallowcodec.codec import image_to_tensor, tensor_to_image
+from shallowcodec.images import image_to_tensor, tensor_to_image
 
 #: Pillow format name and save options per codec.
 ENCODERS = {

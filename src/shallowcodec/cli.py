@@ -13,21 +13,39 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 from PIL import Image
 
-from shallowcodec import sga
+from shallowcodec import bdrate, bench, classical, complexity, plots, sga
 from shallowcodec import train as training
-from shallowcodec.codec import Codec, ImageError, image_files, load, read_image
+from shallowcodec.atomic import atomic_write
+from shallowcodec.codec import Codec, load
 from shallowcodec.codec import decompress as decode_file
+from shallowcodec.config import build_parser as build_train_parser
+from shallowcodec.config import config_from_args
 from shallowcodec.container import ContainerError, header_size, unpack
-from shallowcodec import bench, bdrate, classical, complexity, plots
-from shallowcodec.evaluation import curve, evaluate_sweep, load_result, rd_result
+from shallowcodec.evaluation import curve, evaluate_sweep, inference_gap, load_result, rd_result
+from shallowcodec.images import ImageError, image_files, read_image
+from shallowcodec.metrics import bpp
 from shallowcodec.variable_rate import MAX_QUALITY, snap_quality
-from shallowcodec.zoo import (ARCHITECTURES, DEFAULT_ARCHITECTURE, DEFAULT_QUALITY, ModelNotFoundError, build,
-                              embedded_models, embedded_table, load_weights)
+from shallowcodec.zoo import (
+    ARCHITECTURES,
+    DEFAULT_ARCHITECTURE,
+    DEFAULT_QUALITY,
+    ModelNotFoundError,
+    build,
+    embedded_models,
+    embedded_table,
+    load_weights,
+)
+
+#: The project's shared folder beside the repository (src/shallowcodec/cli.py → repo → its parent).
+SHARED = Path(__file__).resolve().parents[3] / "shared"
+#: Default photo of ``bench``: photos24's Kodak kodim23, 768×512.
+DEFAULT_IMAGE = SHARED / "data" / "photos24" / "eval01_kodim23.png"
+#: Default folder of published curves for ``plot --anchors`` (plots.py describes its layout).
+DEFAULT_ANCHORS_DIR = SHARED / "anchors"
 
 
 class CLIError(Exception):
@@ -48,8 +66,8 @@ def check_output(path: Path, force: bool) -> None:
         raise CLIError(f"cannot write {path}: no such folder")
 
 
-def write_atomic(path: Path, data: bytes | None = None, image=None, force: bool = False) -> None:
-    """Write bytes (or save a PIL image) to ``path`` via a temp file and a rename.
+def write_output(path: Path, data: bytes | None = None, image=None, force: bool = False) -> None:
+    """Write bytes (or save a PIL image) to ``path`` atomically (atomic.py): never a partial file.
 
     An image is saved in the format of the suffix (``.png``, ``.bmp``, ``.tif``, ...; PNG for an
     unknown suffix). The file gets the usual permissions (0666 minus the umask).
@@ -60,33 +78,20 @@ def write_atomic(path: Path, data: bytes | None = None, image=None, force: bool 
     path = Path(path)
     check_output(path, force)
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.absolute().parent, prefix=f".{path.name}.", suffix=".tmp")
+        atomic_write(path, data if image is None else _image_saver(image, path.suffix))
     except OSError as e:
-        raise CLIError(f"cannot write {path}: {e.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if image is not None:
-                image.save(f, format=Image.registered_extensions().get(path.suffix.lower(), "PNG"))
-            else:
-                f.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException as e:
-        os.unlink(tmp)
-        if isinstance(e, OSError):
-            raise CLIError(f"cannot write {path}: {e.strerror or e}") from None
-        raise
+        raise CLIError(f"cannot write {path}: {e.strerror or e}") from None
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _image_saver(image, suffix: str):
+    """A writer of ``image`` in the format of ``suffix`` (PNG for an unknown one), for :func:`atomic_write`."""
+    fmt = Image.registered_extensions().get(suffix.lower(), "PNG")
+    return lambda f: image.save(f, format=fmt)
 
 
 def write_json(path: Path, data: dict, force: bool) -> None:
-    """Write ``data`` as indented JSON with a final newline, atomically (see :func:`write_atomic`)."""
-    write_atomic(path, (json.dumps(data, indent=2) + "\n").encode(), force=force)
+    """Write ``data`` as indented JSON with a final newline, atomically (see :func:`write_output`)."""
+    write_output(path, (json.dumps(data, indent=2) + "\n").encode(), force=force)
 
 
 def expand_images(paths: list[Path]) -> list[Path]:
@@ -125,16 +130,16 @@ def cmd_compress(args: argparse.Namespace) -> None:
     codec = load(args.model, args.quality)
     data = codec.compress(x, sga_steps=args.sga_steps, sga_seconds=args.sga_seconds, seed=args.seed,
                           progress=sys.stderr.isatty())
-    write_atomic(args.output, data, force=args.force)
+    write_output(args.output, data, force=args.force)
     h, w = x.shape[-2:]
-    print(f"{args.output}: {codec.label}, {w}x{h}, {len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp")
+    print(f"{args.output}: {codec.label}, {w}x{h}, {len(data)} bytes, {bpp(len(data), h * w):.4f} bpp")
 
 
 def cmd_decompress(args: argparse.Namespace) -> None:
     refuse_same_file(args.input, args.output)
     check_output(args.output, args.force)
     image = decode_file(read_bytes(args.input))
-    write_atomic(args.output, image=image, force=args.force)
+    write_output(args.output, image=image, force=args.force)
     print(f"{args.output}: {image.width}x{image.height}")
 
 
@@ -145,7 +150,7 @@ def file_info(path: Path) -> dict:
     h = stream.header
     return {
         "model": h.architecture, "quality": h.quality, "lmbda": round(h.lmbda, 8), "height": h.height,
-        "width": h.width, "bytes": len(data), "bpp": 8 * len(data) / (h.height * h.width),
+        "width": h.width, "bytes": len(data), "bpp": bpp(len(data), h.height * h.width),
         "header_bytes": header_size(h.architecture), "weights_id": f"{h.weights_id:08x}",
     }
 
@@ -233,7 +238,7 @@ def point_summary(point: dict) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    path = training.run(args)
+    path = training.train(config_from_args(args))
     if os.environ.get("RANK", "0") == "0":  # one line per run, also under torchrun
         print(path)
 
@@ -284,7 +289,7 @@ def cmd_gap(args: argparse.Namespace) -> None:
     rows = []
     for path in paths:
         x, _ = read_image(path)
-        row = {"image": path.name, **sga.inference_gap(codec, x, args.sga_steps, args.sga_seconds, args.seed,
+        row = {"image": path.name, **inference_gap(codec, x, args.sga_steps, args.sga_seconds, args.seed,
                                                        progress=sys.stderr.isatty())}
         rows.append(row)
         print(f"{path.name}: cost {row['amortized']['cost']:.4f} → {row['sga']['cost']:.4f} (gap {row['gap']:.4f}); "
@@ -339,14 +344,14 @@ def cmd_plot(args: argparse.Namespace) -> None:
     if args.anchors is not None:
         curves += plots.published_curves(args.anchors_dir, args.anchors or None)
     title = args.title or ", ".join(sorted({f"{r['images']} ({r['n_images']} images)" for r in results}))
-    write_atomic(args.output, plots.render(curves, title), force=args.force)
+    write_output(args.output, plots.render(curves, title), force=args.force)
     print(f"{args.output}: {len(curves)} curves")
 
 
 def cmd_flops(args: argparse.Namespace) -> None:
     rows = []
     for name in [args.model] if args.model else list(ARCHITECTURES):
-        config = complexity.model_config(name, args.paper_size)
+        config = complexity.flops_config(name, args.paper_size)
         rows.append({"model": name, "config": config, **complexity.flops_per_pixel(build(name, **config)),
                      "paper": complexity.PAPER_FLOPS.get(name) if args.paper_size else None})
     if args.json:
@@ -421,12 +426,15 @@ def build_parser() -> argparse.ArgumentParser:
     which = p.add_mutually_exclusive_group()
     which.add_argument("--model", default=DEFAULT_ARCHITECTURE, choices=models,
                        help=f"embedded model (default: {DEFAULT_ARCHITECTURE})")
-    which.add_argument("--weights", type=Path, help="a weights file (e.g. from `shallowcodec train`) instead of an embedded model")
+    which.add_argument("--weights", type=Path,
+                       help="a weights file (e.g. from `shallowcodec train`) instead of an embedded model")
     which.add_argument("--codec", choices=list(classical.ENCODERS),
                        help="a classical codec through Pillow instead of a model (default: its quality sweep)")
     how_good = p.add_mutually_exclusive_group()
-    how_good.add_argument("--quality", type=float, help=f"model quality 0–6 (default {DEFAULT_QUALITY}) or codec quality 0–100")
-    how_good.add_argument("--qualities", type=float, nargs="+", metavar="Q", help="several qualities (a rate-distortion curve)")
+    how_good.add_argument("--quality", type=float,
+                          help=f"model quality 0–6 (default {DEFAULT_QUALITY}) or codec quality 0–100")
+    how_good.add_argument("--qualities", type=float, nargs="+", metavar="Q",
+                          help="several qualities (a rate-distortion curve)")
     add_sga_arguments(p)
     p.add_argument("--json", type=Path, help="write the result file (schema: evaluation.py) to this path")
     p.add_argument("--force", action="store_true", help="overwrite an existing JSON file")
@@ -451,7 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, required=True, help="PNG file")
     p.add_argument("--anchors", nargs="*", metavar="NAME",
                    help="overlay published Kodak curves (default set without names; see plots.py)")
-    p.add_argument("--anchors-dir", type=Path, default=plots.DEFAULT_ANCHORS_DIR,
+    p.add_argument("--anchors-dir", type=Path, default=DEFAULT_ANCHORS_DIR,
                    help="folder with paper-results/ and compressai-kodak/ (default: ../shared/anchors)")
     p.add_argument("--title")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
@@ -464,17 +472,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_flops)
 
     p = sub.add_parser("bench", help="encode/decode wall time against mbt2018-mean and Pillow codecs")
-    p.add_argument("--image", type=Path, default=bench.DEFAULT_IMAGE, help="photo (default: photos24 eval01)")
+    p.add_argument("--image", type=Path, default=DEFAULT_IMAGE, help="photo (default: photos24 eval01)")
     p.add_argument("--quality", type=quality_type, help=f"quality of the embedded models (default {DEFAULT_QUALITY})")
     p.add_argument("--paper-size", action="store_true",
                    help="untrained models at the paper's widths (N=192, M=320) instead of the embedded ones")
-    p.add_argument("--runs", type=lower_bounded(int, 1, inclusive=True), default=5, help="timed runs per measurement; the median is reported")
-    p.add_argument("--threads", type=lower_bounded(int, 1, inclusive=True), nargs="+", default=list(bench.THREADS), help="thread counts")
+    p.add_argument("--runs", type=lower_bounded(int, 1, inclusive=True), default=5,
+                   help="timed runs per measurement; the median is reported")
+    p.add_argument("--threads", type=lower_bounded(int, 1, inclusive=True), nargs="+", default=list(bench.THREADS),
+                   help="thread counts")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("train", help="train a fixed-λ (the paper's recipe) or variable-rate model; see README")
-    training.build_parser(p)
+    build_train_parser(p)
     p.set_defaults(func=cmd_train)
     return parser
 

@@ -48,7 +48,8 @@ PAPER_FLOPS = {
 }
 
 
-def _conv_with_bias(x_shape, w_shape, bias, _stride, _padding, _dilation, transposed, *args, out_shape=None, **kwargs) -> int:
+def _conv_with_bias(x_shape, w_shape, bias, _stride, _padding, _dilation, transposed, *args, out_shape=None,
+                    **kwargs) -> int:
     """2 · MAC of a (transposed) convolution plus one add per output element for its bias."""
     return conv_flop_count(x_shape, w_shape, out_shape, transposed=transposed) + (prod(out_shape) if bias is not None else 0)
 
@@ -74,7 +75,7 @@ def count_flops(module: Callable[..., object], *inputs: torch.Tensor) -> int:
 
 
 def flops_per_pixel(model: nn.Module, height: int = 256, width: int = 256) -> dict[str, float]:
-    """FLOPs per image pixel of g_a, h_a, g_s and h_s of a :class:`MeanScaleHyperprior`.
+    """FLOPs per image pixel of g_a, h_a, g_s and h_s of a :class:`~shallowcodec.hyperprior.ShallowHyperprior`.
 
     A copy of the model is moved to the ``meta`` device, so nothing is computed and the weights'
     values are irrelevant; x is (1, 3, height, width), y = g_a(x) (1, M, height/16, width/16) and
@@ -94,7 +95,7 @@ def flops_per_pixel(model: nn.Module, height: int = 256, width: int = 256) -> di
     return {name: count_flops(getattr(model, name), inputs[name]) / (height * width) for name in COMPONENTS}
 
 
-def model_config(architecture: str, paper_size: bool = False) -> dict:
+def flops_config(architecture: str, paper_size: bool = False) -> dict:
     """All builder arguments of ``architecture`` (N, M, ...) at the paper's or the embedded widths.
 
     ``paper_size``: the builder's defaults (N=192, M=320; N=256 for ``two-layer-nores``).

@@ -3,7 +3,8 @@
 Conventions (paper, Evaluation): the reconstruction is rounded to integers in 0–255 before
 PSNR (RGB, peak 255) and MS-SSIM (pytorch-msssim, data range 255); bpp = file bytes × 8 / pixels.
 Learned (:class:`~shallowcodec.codec.Codec`) and classical
-(:class:`~shallowcodec.classical.PillowCodec`) codecs are measured by the same code.
+(:class:`~shallowcodec.classical.PillowCodec`) codecs are measured by the same code; the inference
+gap of SGA (:func:`inference_gap`) on real files too.
 
 Result file (``shallowcodec eval --json``), one schema for every codec::
 
@@ -45,9 +46,10 @@ from pytorch_msssim import ms_ssim
 from torch import Tensor
 from tqdm import tqdm
 
-from shallowcodec import __version__
+from shallowcodec import __version__, sga
 from shallowcodec.classical import library_versions
-from shallowcodec.codec import read_image
+from shallowcodec.images import read_image
+from shallowcodec.metrics import bpp, psnr_of_mse
 
 SCHEMA = "shallowcodec-rd/1"
 #: Metrics a curve can be drawn for: PSNR (dB) and MS-SSIM in dB, −10·log10(1 − MS-SSIM).
@@ -72,8 +74,7 @@ Compressor = Callable[[ImageCodec, Tensor], bytes]
 
 def psnr(x: Tensor, x_hat: Tensor) -> float:
     """PSNR in dB (peak 255) between two (3, H, W) uint8 images; inf if identical."""
-    mse = torch.mean((x.double() - x_hat.double()) ** 2).item()
-    return math.inf if mse == 0 else 10 * math.log10(255**2 / mse)
+    return psnr_of_mse(torch.mean((x.double() - x_hat.double()) ** 2).item())
 
 
 def msssim(x: Tensor, x_hat: Tensor) -> float | None:
@@ -108,7 +109,7 @@ def evaluate_image(codec: ImageCodec, path: Path, compress: Compressor = _defaul
     x_hat = codec.decompress_tensor(data)
     t2 = time.perf_counter()
     return {
-        "image": Path(path).name, "bytes": len(data), "bpp": 8 * len(data) / (x.shape[1] * x.shape[2]),
+        "image": Path(path).name, "bytes": len(data), "bpp": bpp(len(data), x.shape[1] * x.shape[2]),
         "psnr": psnr(x, x_hat), "ms_ssim": msssim(x, x_hat), "encode_s": t1 - t0, "decode_s": t2 - t1,
     }
 
@@ -181,3 +182,31 @@ def curve(result: dict, metric: str = "psnr") -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"{result.get('label')}: some points have no mean {key}")
     values = [m[key] if metric == "psnr" else msssim_db(m[key]) for m in means]
     return np.array([m["bpp"] for m in means]), np.array(values)
+
+
+def inference_gap(codec, x: Tensor, steps: int = sga.DEFAULT_STEPS, seconds: float | None = None,
+                  seed: int = 0, progress: bool = False) -> dict:
+    """The inference gap of one image: R-D cost of the amortized encoder minus the cost after SGA.
+
+    Both costs are measured on real files: bpp = file bytes × 8 / pixels, MSE (0–255) of the
+    decoded, rounded image; cost = bpp + λ·MSE with the codec's λ (Yang et al. 2020, Sec. 4).
+
+    Args:
+        codec: a :class:`shallowcodec.codec.Codec`.
+        x: (3, H, W) uint8 image.
+
+    Returns:
+        dict with ``amortized`` and ``sga`` ({bpp, mse, psnr, cost}), ``gap`` (cost difference,
+        ≥ 0 when SGA helps) and ``sga_seconds``.
+    """
+    rows = {}
+    for name, kwargs in (("amortized", {}), ("sga", {"sga_steps": steps, "sga_seconds": seconds, "seed": seed,
+                                                       "progress": progress})):
+        start = time.monotonic()
+        data = codec.compress(x, **kwargs)
+        elapsed = time.monotonic() - start
+        x_hat = codec.decompress_tensor(data)
+        mse = torch.mean((x.double() - x_hat.double()) ** 2).item()
+        rate = bpp(len(data), x.shape[1] * x.shape[2])
+        rows[name] = {"bpp": rate, "mse": mse, "psnr": psnr_of_mse(max(mse, 1e-10)), "cost": rate + codec.lmbda * mse}
+    return {**rows, "gap": rows["amortized"]["cost"] - rows["sga"]["cost"], "sga_seconds": elapsed}

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import torch
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
-from compressai.models.base import CompressionModel, get_scale_table
+from compressai.models.base import CompressionModel
 from compressai.ops import quantize_ste
 from torch import Tensor, nn
 
@@ -45,8 +45,14 @@ class LatentStrings:
     z_shape: tuple[int, int]
 
 
-class MeanScaleHyperprior(CompressionModel):
+class ShallowHyperprior(CompressionModel):
     """Mean-scale hyperprior composed of any (g_a, g_s) pair with the paper's h_a and h_s.
+
+    Not :class:`compressai.models.MeanScaleHyperprior`: this class takes its transforms as
+    arguments, applies variable-rate gains, and is the one place that touches CompressAI's
+    private entropy-model API (:meth:`z_medians`, :meth:`z_bits`, :meth:`y_bits`). Call
+    ``update(force=True)`` after training or loading weights to build the CDF tables (CompressAI's
+    default scale table: the paper's 64 log-spaced scales in [0.11, 256]).
 
     With ``gain`` (variable_rate.GainUnits) one model covers qualities 0–6: every method takes
     ``quality`` (a float, or a (B,) tensor in training) and y, z are coded in the gained domain
@@ -138,7 +144,7 @@ class MeanScaleHyperprior(CompressionModel):
             z_hat, z_likelihoods = self.entropy_bottleneck(z)
         mixed = quantizer == "mixed" and self.training
         if mixed:
-            medians = self.entropy_bottleneck._get_medians()
+            medians = self.z_medians()
             z_hat = quantize_ste(z - medians) + medians
         mu, sigma = (t.float() for t in self.hyper_synthesis(z_hat, quality))
         with torch.autocast(x.device.type, enabled=False):  # fp32 island: Gaussian conditional of y
@@ -151,12 +157,28 @@ class MeanScaleHyperprior(CompressionModel):
             "y_hat": y_hat,
         }
 
-    def update(self, scale_table: Tensor | None = None, force: bool = False) -> bool:
-        """Build the CDF tables of the entropy coders (call after training or loading weights).
+    def z_medians(self) -> Tensor:
+        """The factorized prior's medians m (1, M, 1, 1): the offsets z is rounded around (ẑ = round(z − m) + m)."""
+        return self.entropy_bottleneck._get_medians().reshape(1, -1, 1, 1)
 
-        Uses the paper's 64 log-spaced scales in [0.11, 256] unless ``scale_table`` is given.
+    def z_bits(self, z: Tensor) -> Tensor:
+        """Bits of coded-domain z (B, M, h, w) as given (no rounding or noise) under the factorized prior: (B,).
+
+        Differentiable in z (SGA); the likelihoods are lower-bounded as in training.
         """
-        return super().update(scale_table=get_scale_table() if scale_table is None else scale_table, force=force)
+        eb = self.entropy_bottleneck
+        values = z.transpose(0, 1).reshape(z.shape[1], 1, -1)
+        likelihood = eb.likelihood_lower_bound(eb._likelihood(values)[0])
+        return -torch.log2(likelihood).reshape(z.shape[1], z.shape[0], -1).sum(dim=(0, 2))
+
+    def y_bits(self, y: Tensor, mu: Tensor, sigma: Tensor) -> Tensor:
+        """Bits of coded-domain y (B, M, h, w) as given under the discretized N(μ, σ) (each (B, M, h, w)): (B,).
+
+        Differentiable in y, μ and σ (SGA); σ is lower-bounded and the likelihoods too, as in training.
+        """
+        gc = self.gaussian_conditional
+        likelihood = gc.likelihood_lower_bound(gc._likelihood(y, sigma, means=mu))
+        return -torch.log2(likelihood).sum(dim=(1, 2, 3))
 
     @torch.no_grad()
     def compress(self, x: Tensor, quality: float | None = None) -> LatentStrings:

@@ -1,8 +1,8 @@
 """Rate–distortion plots (PNG): PSNR and MS-SSIM (dB) against bpp, with published Kodak curves.
 
 Our result files (:mod:`shallowcodec.evaluation` schema) are drawn as solid lines; published
-curves ("anchors") as dashed lines labelled "published, Kodak". Anchors are read from the
-project's ``shared/anchors`` folder beside the repository:
+curves ("anchors") as dashed lines labelled "published, Kodak". Anchors are read from a folder
+(the CLI's default: the project's ``shared/anchors`` beside the repository) that holds:
 
 - ``paper-results/kodak_aggregate.json``: Yang & Mandt (ICCV 2023) results,
   ``{model: {"bpp": [...], "psnr": [...], "msssim": [...], "lpips": [...]}}`` (one entry per λ);
@@ -30,8 +30,6 @@ import numpy as np  # noqa: E402
 
 from shallowcodec.evaluation import curve, msssim_db  # noqa: E402
 
-#: ``shared/anchors`` beside the repository (src/shallowcodec/plots.py → repo → its parent).
-DEFAULT_ANCHORS_DIR = Path(__file__).resolve().parents[3] / "shared" / "anchors"
 #: Anchors drawn by ``--anchors`` without names: the paper's models, CompressAI's mbt2018-mean, BPG, JPEG, WebP.
 DEFAULT_ANCHORS = ("JPEG-like_syn", "2-layer_syn", "2-layer_syn+SGA", "compressai-mbt2018-mean_mse_cpu",
                    "bpg_444_x265_ycbcr", "jpeg", "webp")
@@ -58,7 +56,7 @@ def result_curve(result: dict) -> Curve:
     return Curve(result["label"], bpp, psnr, ms_ssim)
 
 
-def published_curves(anchors_dir: Path = DEFAULT_ANCHORS_DIR, names: list[str] | None = None) -> list[Curve]:
+def published_curves(anchors_dir: Path, names: list[str] | None = None) -> list[Curve]:
     """Published Kodak curves by anchor name (default :data:`DEFAULT_ANCHORS`), in the order given.
 
     Raises:

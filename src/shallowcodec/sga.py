@@ -29,7 +29,8 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from shallowcodec.hyperprior import MeanScaleHyperprior
+from shallowcodec.hyperprior import ShallowHyperprior
+from shallowcodec.metrics import psnr_of_mse
 
 LR = 5e-3
 DEFAULT_STEPS = 3000
@@ -55,22 +56,7 @@ def sga_round(v: Tensor, tau: float, generator: torch.Generator | None = None) -
     return v_floor + weights[1]
 
 
-def _z_bits(model: MeanScaleHyperprior, z: Tensor) -> Tensor:
-    """Bits of z (B, M, h, w) under the factorized prior, per image: (B,)."""
-    eb = model.entropy_bottleneck
-    values = z.transpose(0, 1).reshape(z.shape[1], 1, -1)
-    likelihood = eb.likelihood_lower_bound(eb._likelihood(values)[0])
-    return -torch.log2(likelihood).reshape(z.shape[1], z.shape[0], -1).sum(dim=(0, 2))
-
-
-def _y_bits(model: MeanScaleHyperprior, y: Tensor, mu: Tensor, sigma: Tensor) -> Tensor:
-    """Bits of y (B, M, h, w) under N(μ, σ) discretized, per image: (B,)."""
-    gc = model.gaussian_conditional
-    likelihood = gc.likelihood_lower_bound(gc._likelihood(y, sigma, means=mu))
-    return -torch.log2(likelihood).sum(dim=(1, 2, 3))
-
-
-def rd_cost(model: MeanScaleHyperprior, x: Tensor, y: Tensor, z: Tensor, lmbda: float,
+def rd_cost(model: ShallowHyperprior, x: Tensor, y: Tensor, z: Tensor, lmbda: float,
             size: tuple[int, int], mu_sigma: tuple[Tensor, Tensor] | None = None,
             quality: float | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """Per-image rate–distortion cost of coded-domain latents y, z as given (no rounding applied here).
@@ -86,22 +72,22 @@ def rd_cost(model: MeanScaleHyperprior, x: Tensor, y: Tensor, z: Tensor, lmbda: 
     """
     h, w = size
     mu, sigma = model.hyper_synthesis(z, quality) if mu_sigma is None else mu_sigma
-    bpp = (_z_bits(model, z) + _y_bits(model, y, mu, sigma)) / (h * w)
+    bpp = (model.z_bits(z) + model.y_bits(y, mu, sigma)) / (h * w)
     x_hat = model.synthesis(y, quality)[..., :h, :w]
     mse = ((x_hat - x[..., :h, :w]) ** 2).mean(dim=(1, 2, 3)) * 255**2
     return bpp + lmbda * mse, bpp, mse
 
 
-def hard_round(model: MeanScaleHyperprior, y: Tensor, z: Tensor,
+def hard_round(model: ShallowHyperprior, y: Tensor, z: Tensor,
                quality: float | None = None) -> tuple[Tensor, Tensor]:
     """The latents the bitstream carries: ẑ = round(z − m) + m, ŷ = round(y − μ(ẑ)) + μ(ẑ)."""
-    medians = model.entropy_bottleneck._get_medians().reshape(1, -1, 1, 1)
+    medians = model.z_medians()
     z_hat = torch.round(z - medians) + medians
     mu, _ = model.hyper_synthesis(z_hat, quality)
     return torch.round(y - mu) + mu, z_hat
 
 
-def refine(model: MeanScaleHyperprior, x: Tensor, y: Tensor, z: Tensor, lmbda: float, size: tuple[int, int],
+def refine(model: ShallowHyperprior, x: Tensor, y: Tensor, z: Tensor, lmbda: float, size: tuple[int, int],
            quality: float | None = None, steps: int = DEFAULT_STEPS, seconds: float | None = None, seed: int = 0,
            progress: bool = False) -> tuple[Tensor, Tensor]:
     """Optimize y and z for one batch of equal-size images by SGA; returns the refined (y, z).
@@ -122,7 +108,7 @@ def refine(model: MeanScaleHyperprior, x: Tensor, y: Tensor, z: Tensor, lmbda: f
         Continuous (y, z); round them with :func:`hard_round` or entropy-code them directly.
     """
     generator = torch.Generator().manual_seed(seed)
-    medians = model.entropy_bottleneck._get_medians().detach().reshape(1, -1, 1, 1)
+    medians = model.z_medians().detach()
     y, z = y.detach().clone().requires_grad_(True), z.detach().clone().requires_grad_(True)
     x = x.detach()
     optimizer = torch.optim.Adam([y, z], lr=LR)
@@ -149,38 +135,10 @@ def refine(model: MeanScaleHyperprior, x: Tensor, y: Tensor, z: Tensor, lmbda: f
                 optimizer.param_groups[0]["lr"] = LR * 0.1
             bar.update(1)
             bar.set_postfix(refresh=False, loss=f"{cost.mean().item():.3f}", bpp=f"{bpp.mean().item():.3f}",
-                            psnr=f"{10 * math.log10(255**2 / max(mse.mean().item(), 1e-10)):.2f}")
+                            psnr=f"{psnr_of_mse(max(mse.mean().item(), 1e-10)):.2f}")
     finally:
         bar.close()
         for p, flag in zip(model.parameters(), requires_grad):
             p.requires_grad_(flag)
     return y.detach(), z.detach()
 
-
-def inference_gap(codec, x: Tensor, steps: int = DEFAULT_STEPS, seconds: float | None = None,
-                  seed: int = 0, progress: bool = False) -> dict:
-    """The inference gap of one image: R-D cost of the amortized encoder minus the cost after SGA.
-
-    Both costs are measured on real files: bpp = file bytes × 8 / pixels, MSE (0–255) of the
-    decoded, rounded image; cost = bpp + λ·MSE with the codec's λ (Yang et al. 2020, Sec. 4).
-
-    Args:
-        codec: a :class:`shallowcodec.codec.Codec`.
-        x: (3, H, W) uint8 image.
-
-    Returns:
-        dict with ``amortized`` and ``sga`` ({bpp, mse, psnr, cost}), ``gap`` (cost difference,
-        ≥ 0 when SGA helps) and ``sga_seconds``.
-    """
-    rows = {}
-    for name, kwargs in (("amortized", {}), ("sga", {"sga_steps": steps, "sga_seconds": seconds, "seed": seed,
-                                                       "progress": progress})):
-        start = time.monotonic()
-        data = codec.compress(x, **kwargs)
-        elapsed = time.monotonic() - start
-        x_hat = codec.decompress_tensor(data)
-        mse = torch.mean((x.double() - x_hat.double()) ** 2).item()
-        bpp = 8 * len(data) / (x.shape[1] * x.shape[2])
-        rows[name] = {"bpp": bpp, "mse": mse, "psnr": 10 * math.log10(255**2 / max(mse, 1e-10)),
-                      "cost": bpp + codec.lmbda * mse}
-    return {**rows, "gap": rows["amortized"]["cost"] - rows["sga"]["cost"], "sga_seconds": elapsed}

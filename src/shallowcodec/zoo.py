@@ -22,10 +22,11 @@ from importlib import resources
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load, save
 
-from shallowcodec.hyperprior import MeanScaleHyperprior
+from shallowcodec.atomic import atomic_write
+from shallowcodec.hyperprior import ShallowHyperprior
 from shallowcodec.transforms import (
     CNNAnalysis,
     ELICAnalysis,
@@ -38,9 +39,6 @@ from shallowcodec.transforms import (
 from shallowcodec.variable_rate import LMBDAS, GainUnits, lmbda_of
 
 DEFAULT_ARCHITECTURE = "two-layer"
-#: Longest safetensors JSON header read (safetensors' own limit is 100 MB); a foreign file's
-#: first 8 bytes can claim any length.
-MAX_HEADER_BYTES = 100_000_000
 #: Quality used when none is given: the middle of 0–6.
 DEFAULT_QUALITY = 3
 
@@ -49,27 +47,27 @@ def _gain(M: int, variable_rate: bool) -> GainUnits | None:
     return GainUnits(M) if variable_rate else None
 
 
-def jpeg_like(N: int = 192, M: int = 320, kernel_size: int = 18, variable_rate: bool = False) -> MeanScaleHyperprior:
+def jpeg_like(N: int = 192, M: int = 320, kernel_size: int = 18, variable_rate: bool = False) -> ShallowHyperprior:
     """ELIC g_a + JPEG-like g_s (one ConvT, kernel ``kernel_size``, stride 16)."""
-    return MeanScaleHyperprior(ELICAnalysis(N, M), JPEGLikeSynthesis(M, kernel_size), HyperAnalysis(M), HyperSynthesis(M),
+    return ShallowHyperprior(ELICAnalysis(N, M), JPEGLikeSynthesis(M, kernel_size), HyperAnalysis(M), HyperSynthesis(M),
                                M, _gain(M, variable_rate))
 
 
-def two_layer(N: int = 192, M: int = 320, hidden: int = 12, variable_rate: bool = False) -> MeanScaleHyperprior:
+def two_layer(N: int = 192, M: int = 320, hidden: int = 12, variable_rate: bool = False) -> ShallowHyperprior:
     """ELIC g_a + the proposed residual two-layer g_s (``hidden`` channels between the layers)."""
-    return MeanScaleHyperprior(ELICAnalysis(N, M), TwoLayerSynthesis(M, hidden), HyperAnalysis(M), HyperSynthesis(M),
+    return ShallowHyperprior(ELICAnalysis(N, M), TwoLayerSynthesis(M, hidden), HyperAnalysis(M), HyperSynthesis(M),
                                M, _gain(M, variable_rate))
 
 
-def two_layer_nores(N: int = 256, M: int = 320, hidden: int = 12, variable_rate: bool = False) -> MeanScaleHyperprior:
+def two_layer_nores(N: int = 256, M: int = 320, hidden: int = 12, variable_rate: bool = False) -> ShallowHyperprior:
     """CNN g_a (N=256 in the paper) + two-layer g_s without the residual branch (2·hidden channels)."""
-    return MeanScaleHyperprior(CNNAnalysis(N, M), TwoLayerSynthesis(M, hidden, residual=False), HyperAnalysis(M),
+    return ShallowHyperprior(CNNAnalysis(N, M), TwoLayerSynthesis(M, hidden, residual=False), HyperAnalysis(M),
                                HyperSynthesis(M), M, _gain(M, variable_rate))
 
 
-def mbt2018_mean(N: int = 192, M: int = 320, variable_rate: bool = False) -> MeanScaleHyperprior:
+def mbt2018_mean(N: int = 192, M: int = 320, variable_rate: bool = False) -> ShallowHyperprior:
     """The mean-scale hyperprior baseline: CNN g_a + 4 × ConvT/IGDN g_s."""
-    return MeanScaleHyperprior(CNNAnalysis(N, M), MBT2018Synthesis(N, M), HyperAnalysis(M), HyperSynthesis(M),
+    return ShallowHyperprior(CNNAnalysis(N, M), MBT2018Synthesis(N, M), HyperAnalysis(M), HyperSynthesis(M),
                                M, _gain(M, variable_rate))
 
 
@@ -85,7 +83,7 @@ class ModelNotFoundError(LookupError):
     """Raised for an unknown architecture, missing or unreadable weights; message is one line."""
 
 
-def build(architecture: str, **config) -> MeanScaleHyperprior:
+def build(architecture: str, **config) -> ShallowHyperprior:
     """Build an untrained model by architecture name; ``config`` holds widths such as N, M.
 
     Raises:
@@ -104,7 +102,7 @@ class LoadedModel:
     variable-rate model, which serves every quality in 0–6.
     """
 
-    model: MeanScaleHyperprior = field(repr=False)
+    model: ShallowHyperprior = field(repr=False)
     architecture: str
     quality: int | None
     lmbda: float | None
@@ -117,22 +115,23 @@ class LoadedModel:
         return self.model.variable_rate
 
 
-def save_weights(path: Path, model: MeanScaleHyperprior, architecture: str, config: dict,
+def save_weights(path: Path, model: ShallowHyperprior, architecture: str, config: dict,
                  quality: int | None = None, lmbda: float | None = None, half: bool = True, **facts) -> None:
     """Write the model's parameters (fp16 when ``half``) and metadata to a safetensors file.
 
     Only parameters are stored (no optimizer state, no CDF tables). ``quality`` and ``lmbda``
     describe a fixed-λ model (None for a variable-rate one). ``facts`` (e.g. steps,
-    train_seconds, crop) are stored as JSON strings. Writes to a temp file, then renames.
+    train_seconds, crop) are stored as JSON strings. Written atomically (atomic.py).
+
+    Raises:
+        OSError: the file cannot be written.
     """
     tensors = {k: (v.detach().half() if half else v.detach()).contiguous() for k, v in model.named_parameters()}
     meta = {"architecture": architecture, "config": json.dumps(config)}
     if not model.variable_rate:
         meta.update(quality=str(quality), lmbda=repr(lmbda))
     meta.update({k: json.dumps(v) for k, v in facts.items()})
-    tmp = Path(path).with_suffix(".tmp")
-    tmp.write_bytes(save(tensors, metadata=meta))
-    tmp.replace(path)
+    atomic_write(path, save(tensors, metadata=meta))
 
 
 def load_weights(path: Path) -> LoadedModel:
@@ -146,7 +145,7 @@ def load_weights(path: Path) -> LoadedModel:
     """
     try:
         data = Path(path).read_bytes()
-        meta = _read_metadata(data)
+        meta = read_metadata(path)
         architecture = meta["architecture"]
         model = build(architecture, **json.loads(meta["config"]))
         _copy_parameters(model, load(data))
@@ -158,7 +157,7 @@ def load_weights(path: Path) -> LoadedModel:
     return LoadedModel(model, architecture, quality, lmbda, weights_id, meta)
 
 
-def _copy_parameters(model: MeanScaleHyperprior, tensors: dict) -> None:
+def _copy_parameters(model: ShallowHyperprior, tensors: dict) -> None:
     """Copy stored tensors into the model's parameters (fp16 → fp32).
 
     Raises:
@@ -172,27 +171,21 @@ def _copy_parameters(model: MeanScaleHyperprior, tensors: dict) -> None:
             params[name].copy_(value.float())
 
 
-def _header_bytes(path: Path) -> bytes:
-    """The length prefix and JSON header of a safetensors file, without reading the tensors."""
-    with open(path, "rb") as f:
-        prefix = f.read(8)
-        return prefix + f.read(min(int.from_bytes(prefix, "little"), MAX_HEADER_BYTES))
-
-
-def _read_metadata(data: bytes) -> dict:
-    """The string metadata of a safetensors file's header.
+def read_metadata(path: Path) -> dict:
+    """The string metadata of a shallowcodec weights file (``safe_open(...).metadata()``; tensors are not read).
 
     Raises:
-        ValueError: the bytes are not a safetensors file with shallowcodec metadata.
+        OSError: the file cannot be read; ValueError: it is not a safetensors file with shallowcodec
+            metadata (``architecture`` and ``config``).
     """
-    header_len = int.from_bytes(data[:8], "little")
     try:
-        meta = json.loads(data[8 : 8 + header_len])["__metadata__"]
-        if "architecture" in meta and "config" in meta:
-            return meta
-    except (ValueError, KeyError, TypeError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        pass
-    raise ValueError("not a shallowcodec weights file")
+        with safe_open(path, "pt") as f:
+            meta = f.metadata()
+    except SafetensorError:
+        meta = None
+    if not meta or "architecture" not in meta or "config" not in meta:
+        raise ValueError("not a shallowcodec weights file")
+    return meta
 
 
 def model_card(path: Path) -> dict:
@@ -204,7 +197,7 @@ def model_card(path: Path) -> dict:
         ModelNotFoundError: the file is missing, unreadable or not a shallowcodec weights file.
     """
     try:
-        meta = _read_metadata(_header_bytes(path))
+        meta = read_metadata(path)
     except (OSError, ValueError) as e:
         raise ModelNotFoundError(f"cannot read weights {path}: {e}") from None
     config = json.loads(meta["config"])
@@ -229,7 +222,7 @@ def weights_dir() -> Path:
 
 def embedded_models() -> dict[str, Path]:
     """The embedded variable-rate weights file of each architecture, e.g. {"two-layer": Path}."""
-    return {_read_metadata(_header_bytes(path))["architecture"]: path
+    return {read_metadata(path)["architecture"]: path
             for path in sorted(weights_dir().glob("*.safetensors"))}
 
 

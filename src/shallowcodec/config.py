@@ -1,0 +1,153 @@
+"""The training job's configuration: command-line arguments, their checks, and the frozen :class:`TrainConfig`.
+
+argparse stays here, at the edge: ``shallowcodec train`` and ``python -m shallowcodec.train``
+parse with :func:`build_parser`, and :func:`config_from_args` checks the arguments and turns them
+into one :class:`TrainConfig` that the rest of the training code reads (and never changes).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from shallowcodec.hyperprior import QUANTIZERS
+from shallowcodec.variable_rate import LMBDAS
+from shallowcodec.zoo import ARCHITECTURES
+
+#: With ``--steps 0``, the planned total is fitted to ``--max-minutes`` after this many steps.
+FIT_AFTER = 20
+#: Steps left out of the speed that ``--summary`` reports (worker start-up, allocator, autotuning).
+WARMUP_STEPS = 3
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training job, as given on the command line (see :func:`build_parser` for each field's meaning).
+
+    Fields are named like the command-line options (``--batch-size`` → ``batch_size``); ``lmbda``
+    is filled with the quality's λ for fixed-λ training, None for variable rate. ``config`` is the
+    JSON text of the builder's widths. Paths are as given (not resolved); durations are in minutes.
+    """
+
+    model: str
+    data: Path
+    steps: int
+    out: Path
+    quality: int | None = None
+    variable_rate: bool = False
+    lmbda: float | None = None
+    config: str = "{}"
+    crop: int = 256
+    batch_size: int = 8
+    max_side: int = 512
+    cache: Path | None = None
+    workers: int = 2
+    device: str = "cpu"
+    bf16: bool = False
+    lr: float = 1e-4
+    quantizer: str = "noise"
+    init: Path | None = None
+    resume: Path | None = None
+    checkpoint: Path | None = None
+    checkpoint_minutes: float = 5.0
+    max_minutes: float | None = None
+    threads: int = 0
+    seed: int = 0
+    summary: Path | None = None
+    quiet: bool = False
+    force: bool = False
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    """Arguments of ``shallowcodec train`` (also used by ``python -m shallowcodec.train``)."""
+    p = parser or argparse.ArgumentParser(prog="shallowcodec train", description="Train a fixed-λ or a variable-rate model.")
+    p.add_argument("--model", required=True, choices=list(ARCHITECTURES))
+    rate = p.add_mutually_exclusive_group(required=True)
+    rate.add_argument("--quality", type=int, choices=range(len(LMBDAS)),
+                      help="fixed-λ model: quality index 0–6 stored in the weights (λ = 0.00125 · 2^q)")
+    rate.add_argument("--variable-rate", action="store_true",
+                      help="one model for qualities 0–6 (gain units; λ drawn per image from the 7 values)")
+    p.add_argument("--lmbda", type=float, help="fixed-λ model: λ (default: the quality's λ)")
+    p.add_argument("--data", type=Path, required=True, help="folder of training images")
+    p.add_argument("--steps", type=int, required=True,
+                   help="planned total steps (schedules use it); 0: fit it to --max-minutes after the first "
+                        f"{FIT_AFTER} steps; --resume keeps the checkpoint's total")
+    p.add_argument("--out", type=Path, required=True, help="weights file to write (.safetensors)")
+    p.add_argument("--config", default="{}", help='JSON widths, e.g. \'{"N": 96, "M": 192}\'')
+    p.add_argument("--crop", type=int, default=256, help="square crop side, a multiple of 64 (128 for cheap early phases)")
+    p.add_argument("--batch-size", type=int, default=8, help="crops per step and process")
+    p.add_argument("--max-side", type=int, default=512,
+                   help="images are cached downscaled (Lanczos) to a shorter side of at most this many pixels")
+    p.add_argument("--cache", type=Path,
+                   help="folder of decoded images (default: ~/.cache/shallowcodec/<hash of the --data path>-<max side>)")
+    p.add_argument("--workers", type=int, default=2, help="data-loading processes per training process (0: none)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="cuda: GPU LOCAL_RANK under torchrun, channels_last")
+    p.add_argument("--bf16", action="store_true",
+                   help="bfloat16 autocast for g_a, g_s, h_a, h_s (the entropy models stay fp32)")
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--quantizer", choices=QUANTIZERS, default="noise")
+    p.add_argument("--init", type=Path, help="start from these weights (fine-tuning to another λ)")
+    p.add_argument("--resume", type=Path, help="checkpoint to resume")
+    p.add_argument("--checkpoint", type=Path, help="checkpoint path (default: OUT.ckpt)")
+    p.add_argument("--checkpoint-minutes", type=float, default=5.0)
+    p.add_argument("--max-minutes", type=float, help="stop cleanly (with a checkpoint) after this long")
+    p.add_argument("--threads", type=int, default=0, help="torch threads per process (0: PyTorch's default)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--summary", type=Path,
+                   help=f"write a JSON summary of the run (steps/s after the first {WARMUP_STEPS} steps, last loss)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--force", action="store_true", help="replace an existing --out")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """Check the parsed arguments, fill λ from the quality, and check the output path.
+
+    Raises:
+        ValueError: inconsistent arguments, or an --out that :func:`check_out_path` refuses (one-line message).
+    """
+    if args.variable_rate and args.lmbda is not None:
+        raise ValueError("--lmbda applies to fixed-λ training (--quality), not --variable-rate")
+    lmbda = LMBDAS[args.quality] if args.lmbda is None and not args.variable_rate else args.lmbda
+    cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)} | {"lmbda": lmbda})
+    _check_values(cfg)
+    check_out_path(cfg)
+    return cfg
+
+
+def _check_values(cfg: TrainConfig) -> None:
+    """Refuse values no training can run with (one-line ValueError naming the option)."""
+    if cfg.crop % 64 or cfg.crop <= 0:
+        raise ValueError(f"--crop must be a positive multiple of 64, got {cfg.crop}")
+    if cfg.max_side < cfg.crop:
+        raise ValueError(f"--max-side ({cfg.max_side}) must be at least --crop ({cfg.crop})")
+    if cfg.steps < 0 or cfg.workers < 0 or cfg.seed < 0:
+        raise ValueError("--steps, --workers and --seed must not be negative")
+    if cfg.steps == 0 and not (cfg.max_minutes or cfg.resume):
+        raise ValueError("--steps 0 fits the schedule to a time budget: give --max-minutes")
+    for name in ("lmbda", "lr", "max_minutes", "checkpoint_minutes"):
+        value = getattr(cfg, name)
+        if value is not None and not value > 0:  # also refuses NaN
+            raise ValueError(f"--{name.replace('_', '-')} must be a positive number, got {value}")
+    if cfg.threads < 0 or cfg.batch_size < 1:
+        raise ValueError("--threads must not be negative and --batch-size must be at least 1")
+
+
+def check_out_path(cfg: TrainConfig) -> None:
+    """Refuse, before any training, an --out whose folder is missing, that would replace --init,
+    --resume or a file of the data folder, or that exists without --force.
+
+    Raises:
+        ValueError: one line naming the problem.
+    """
+    out = Path(cfg.out).resolve()
+    if not out.parent.is_dir():
+        raise ValueError(f"the folder of --out {cfg.out} does not exist")
+    if any(p is not None and out == Path(p).resolve() for p in (cfg.init, cfg.resume)):
+        raise ValueError(f"--out {cfg.out} would replace the weights or checkpoint it starts from")
+    if Path(cfg.data).resolve() in out.parents:
+        raise ValueError(f"--out {cfg.out} is inside the data folder {cfg.data}")
+    if out.exists() and not (cfg.force or cfg.resume):
+        raise ValueError(f"{cfg.out} exists (use --force to replace it)")
