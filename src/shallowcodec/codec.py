@@ -76,6 +76,7 @@ class Codec:
 
     @property
     def architecture(self) -> str:
+        """The model's architecture name, e.g. "two-layer"."""
         return self.loaded.architecture
 
     @property
