@@ -96,10 +96,10 @@ def test_file_size_matches_rate_with_snapped_scales(tiny_codec, photo_crop):
     with torch.no_grad():
         y = model.g_a(mirror_pad(x[None].float() / 255))
         z_hat, z_lk = model.entropy_bottleneck(model.h_a(y))
-        mu, sigma = model.h_s(z_hat)
+        params = model.entropy_parameters(z_hat)
         gc = model.gaussian_conditional
-        snapped = gc.scale_table[gc.build_indexes(sigma).long()]
-        _, y_lk = gc(y, snapped, means=mu)
+        snapped = gc.scale_table[params.indexes.long()]
+        _, y_lk = gc(y, snapped, means=params.mu.float())
     y_est = -torch.log2(y_lk).sum().item() / 8
     z_est = -torch.log2(z_lk).sum().item() / 8
     assert abs(len(stream.y_string) - y_est) <= 0.01 * y_est + RANS_FLUSH_BYTES, (len(stream.y_string), y_est)

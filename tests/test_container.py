@@ -33,7 +33,7 @@ def _with_crc(body: bytes) -> bytes:
 
 def test_constants():
     assert MAGIC == b"\x89SDC"
-    assert FORMAT_VERSION == 2
+    assert FORMAT_VERSION == 3
     assert SUFFIX == ".sdc"
     assert issubclass(ContainerError, ValueError)
 
@@ -155,13 +155,14 @@ def test_wrong_version_message():
     data[4] = 7
     with pytest.raises(ContainerError) as info:
         unpack(_with_crc(bytes(data[:-4])))
-    assert str(info.value) == "unsupported format version 7 (this decoder reads version 2)"
+    assert str(info.value) == "unsupported format version 7 (this decoder reads version 3)"
 
 
-def test_version_1_refused():
+@pytest.mark.parametrize("version", [1, 2])
+def test_older_versions_refused(version):
     data = bytearray(pack(HEADER, Z, Y))
-    data[4] = 1
-    with pytest.raises(ContainerError, match="^unsupported format version 1 "):
+    data[4] = version
+    with pytest.raises(ContainerError, match=f"^unsupported format version {version} "):
         unpack(_with_crc(bytes(data[:-4])))
 
 

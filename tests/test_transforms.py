@@ -90,15 +90,20 @@ def test_analysis_downsamples_16x(analysis, a, b):
 
 
 @pytest.mark.parametrize("h, w", [(4, 4), (8, 4), (4, 12)])
-def test_hyper_transforms_shapes_and_positive_sigma(h, w):
+def test_hyper_transforms_shapes_and_fixed_point_log_sigma(h, w):
     torch.manual_seed(0)
     h_a, h_s = HyperAnalysis(M).eval(), HyperSynthesis(M).eval()
     with torch.no_grad():
         z = h_a(torch.randn(2, M, h, w))
         assert z.shape == (2, M, h // 4, w // 4)
-        mu, sigma = h_s(10 * torch.randn(2, M, h // 4, w // 4))  # large inputs: σ spans many octaves
-    assert mu.shape == sigma.shape == (2, M, h, w)
-    assert (sigma > 0).all() and torch.isfinite(sigma).all()
+        z_hat = 10 * torch.randn(2, M, h // 4, w // 4)  # large inputs: σ spans many octaves
+        mu, log_sigma = h_s(z_hat)
+        mu_exact, log_sigma_exact = h_s(z_hat, exact=True)
+    assert mu.shape == log_sigma.shape == (2, M, h, w)
+    assert torch.isfinite(log_sigma).all()
+    assert mu_exact.dtype == torch.float64 and (log_sigma_exact * 1024).eq((log_sigma_exact * 1024).round()).all()
+    # the float32 training path computes the same fixed-point function (up to float32 sums)
+    assert (log_sigma.double() - log_sigma_exact).abs().max() <= 2 / 1024
 
 
 def test_hyper_synthesis_widths():

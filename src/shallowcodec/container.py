@@ -4,7 +4,7 @@ Byte layout (all integers little-endian, no padding)::
 
     offset  size  field
     0       4     magic  b"\\x89SDC"
-    4       1     format version (FORMAT_VERSION = 2)
+    4       1     format version (FORMAT_VERSION = 3)
     5       1     n = length of architecture name (1..64)
     6       n     architecture name, ASCII (e.g. "two-layer")
     .       2     quality × 256 (uint16: quality 0..255.996 in steps of 1/256)
@@ -23,8 +23,9 @@ The fixed overhead is therefore ``36 + n`` bytes (see :func:`header_size`).
 ``lmbda`` is stored as float32, so it round-trips only to float32 precision:
 ``unpack(pack(h, z, y)).header.lmbda == float(numpy.float32(h.lmbda))``.
 
-Version 2 (variable rate) widened quality from an integer byte to 1/256 steps; version 1
-files are refused (their weights are no longer distributed).
+Version 3 (portable bitstreams) codes y around exact, fixed-point entropy parameters
+(entropy_parameters.py); version 2 (variable rate, float h_s) and version 1 files are refused
+(their weights are no longer distributed).
 
 Decoding order: magic, then version, then the CRC over the whole file, and only
 then the length fields. Every malformed input raises :class:`ContainerError`
@@ -42,7 +43,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 MAGIC = b"\x89SDC"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 #: Quality is stored in units of 1/QUALITY_SCALE (see variable_rate.snap_quality).
 QUALITY_SCALE = 256
 SUFFIX = ".sdc"

@@ -31,6 +31,7 @@ from compressai.models.base import CompressionModel
 from compressai.ops import quantize_ste
 from torch import Tensor, nn
 
+from shallowcodec.entropy_parameters import EntropyParameters, log_scale_thresholds, scale_indexes
 from shallowcodec.variable_rate import Gains, GainUnits
 
 QUANTIZERS = ("noise", "mixed")
@@ -101,17 +102,42 @@ class ShallowHyperprior(CompressionModel):
         return (y, z) if g is None else (y * g.y, z * g.z)
 
     def hyper_synthesis(self, z_hat: Tensor, quality: float | Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """μ, σ (B, M, h, w) of y_g from the coded ẑ_g (B, M, h/4, w/4): γ_y·h_s(γ⁻¹_z·ẑ_g)."""
+        """μ, σ (B, M, h, w) of y_g from the coded ẑ_g (B, M, h/4, w/4): γ_y·h_s(γ⁻¹_z·ẑ_g), differentiable.
+
+        The training and SGA path: float32, h_s's fixed-point rounding with straight-through
+        gradients (always fp32, also under autocast). The decoder's bit-exact path is
+        :meth:`entropy_parameters`.
+        """
         g = self.gains(quality, z_hat.shape[0])
-        if g is None:
-            return self.h_s(z_hat)
-        mu, sigma = self.h_s(z_hat * g.z_inv)
-        return mu * g.y, sigma * g.y
+        with torch.autocast(z_hat.device.type, enabled=False):
+            mu, log_sigma = self.h_s(z_hat.float() if g is None else z_hat.float() * g.z_inv)
+        sigma = torch.exp(log_sigma)
+        return (mu, sigma) if g is None else (mu * g.y, sigma * g.y)
+
+    @torch.no_grad()
+    def entropy_parameters(self, z_hat: Tensor, quality: float | None = None) -> EntropyParameters:
+        """Exact μ_g and scale indexes of y_g from the coded ẑ_g (1, M, h/4, w/4), identical on every CPU.
+
+        float64 fixed-point h_s, gains from :meth:`GainUnits.exact` (entropy_parameters.py).
+        """
+        g = None if self.gain is None else self.gain.exact(quality)
+        mu, log_sigma = self.h_s(z_hat.double() if g is None else z_hat.double() * g.z_inv, exact=True)
+        if g is not None:
+            mu, log_sigma = mu * g.y, log_sigma + g.log_y
+        thresholds = log_scale_thresholds(self.gaussian_conditional.scale_table)
+        return EntropyParameters(mu, scale_indexes(log_sigma, thresholds), log_sigma)
 
     def synthesis(self, y_hat: Tensor, quality: float | Tensor | None = None) -> Tensor:
-        """x̂ (B, 3, 16h, 16w), unclamped, from the coded ŷ_g (B, M, h, w): g_s(γ⁻¹_y·ŷ_g)."""
+        """x̂ (B, 3, 16h, 16w), unclamped, from the coded ŷ_g (B, M, h, w): g_s(γ⁻¹_y·ŷ_g), differentiable."""
         g = self.gains(quality, y_hat.shape[0])
         return self.g_s(y_hat if g is None else y_hat * g.y_inv)
+
+    def reconstruct(self, y_hat: Tensor, quality: float | None = None) -> Tensor:
+        """The decoder's x̂ (1, 3, 16h, 16w), unclamped, from the coded ŷ_g (float64): g_s(γ⁻¹_y·ŷ_g)
+        with the exact inverse gain (one IEEE product), then g_s in float32."""
+        if self.gain is not None:
+            y_hat = y_hat.double() * self.gain.exact(quality).y_inv
+        return self.g_s(y_hat.float())
 
     def forward(self, x: Tensor, quantizer: str = "noise", quality: float | Tensor | None = None) -> dict:
         """Training / evaluation pass with differentiable quantization surrogates.
@@ -142,14 +168,15 @@ class ShallowHyperprior(CompressionModel):
         y, z = (t.float() for t in self.analysis(x, quality))
         with torch.autocast(x.device.type, enabled=False):  # fp32 island: factorized prior of z
             z_hat, z_likelihoods = self.entropy_bottleneck(z)
-        mixed = quantizer == "mixed" and self.training
-        if mixed:
+        if not self.training:
+            return self._forward_exact(y, z_hat, z_likelihoods, quality)
+        if quantizer == "mixed":
             medians = self.z_medians()
             z_hat = quantize_ste(z - medians) + medians
         mu, sigma = (t.float() for t in self.hyper_synthesis(z_hat, quality))
         with torch.autocast(x.device.type, enabled=False):  # fp32 island: Gaussian conditional of y
             y_hat, y_likelihoods = self.gaussian_conditional(y, sigma, means=mu)
-        if mixed:
+        if quantizer == "mixed":
             y_hat = quantize_ste(y - mu) + mu
         return {
             "x_hat": self.synthesis(y_hat, quality),
@@ -160,6 +187,19 @@ class ShallowHyperprior(CompressionModel):
     def z_medians(self) -> Tensor:
         """The factorized prior's medians m (1, M, 1, 1): the offsets z is rounded around (ẑ = round(z − m) + m)."""
         return self.entropy_bottleneck._get_medians().reshape(1, -1, 1, 1)
+
+    def _forward_exact(self, y: Tensor, z_hat: Tensor, z_likelihoods: Tensor, quality: float | Tensor | None) -> dict:
+        """Eval-mode forward: ŷ_g = round(y_g − μ_g) + μ_g with the decoder's exact μ_g, per image."""
+        qualities = torch.as_tensor(0.0 if quality is None else quality, dtype=torch.float64).expand(len(y)).tolist()
+        x_hat, y_hat, y_likelihoods = [], [], []
+        for i, q in enumerate(qualities):
+            params = self.entropy_parameters(z_hat[i : i + 1], q)
+            y_hat.append(torch.round(y[i : i + 1].double() - params.mu) + params.mu)
+            sigma = torch.exp(params.log_sigma).float()
+            y_likelihoods.append(self.gaussian_conditional(y[i : i + 1], sigma, means=params.mu.float())[1])
+            x_hat.append(self.reconstruct(y_hat[-1], q))
+        return {"x_hat": torch.cat(x_hat), "likelihoods": {"y": torch.cat(y_likelihoods), "z": z_likelihoods},
+                "y_hat": torch.cat(y_hat)}
 
     def z_bits(self, z: Tensor) -> Tensor:
         """Bits of coded-domain z (B, M, h, w) as given (no rounding or noise) under the factorized prior: (B,).
@@ -189,27 +229,28 @@ class ShallowHyperprior(CompressionModel):
     def compress_latents(self, y: Tensor, z: Tensor, quality: float | None = None) -> LatentStrings:
         """Entropy-code given coded-domain latents y (1, M, h, w) and z (1, M, h/4, w/4).
 
-        z is rounded around the prior's medians, y around μ (ŷ = round(y − μ) + μ).
-        Kept separate from :meth:`compress` so that per-image optimized latents (SGA) use the
-        same path.
+        z is rounded around the prior's medians, y around the exact μ_g (ŷ_g = round(y_g − μ_g)
+        + μ_g, float64). Kept separate from :meth:`compress` so that per-image optimized latents
+        (SGA) use the same path.
         """
         z_strings = self.entropy_bottleneck.compress(z)
         z_shape = tuple(z.shape[-2:])
         z_hat = self.entropy_bottleneck.decompress(z_strings, z_shape)
-        mu, sigma = self.hyper_synthesis(z_hat, quality)
-        indexes = self.gaussian_conditional.build_indexes(sigma)
-        y_strings = self.gaussian_conditional.compress(y, indexes, means=mu)
+        params = self.entropy_parameters(z_hat, quality)
+        y_strings = self.gaussian_conditional.compress(y.double(), params.indexes, means=params.mu)
         return LatentStrings(z_strings[0], y_strings[0], z_shape)
 
     @torch.no_grad()
     def decompress_latents(self, strings: LatentStrings, quality: float | None = None) -> Tensor:
-        """Decode the coded ŷ (1, M, 4·zh, 4·zw) from its strings (entropy decoding and h_s only)."""
+        """Decode the coded ŷ_g (1, M, 4·zh, 4·zw), float64, from its strings (entropy decoding and h_s only).
+
+        Bit-identical on every CPU, kernel set and thread count (entropy_parameters.py).
+        """
         z_hat = self.entropy_bottleneck.decompress([strings.z_string], strings.z_shape)
-        mu, sigma = self.hyper_synthesis(z_hat, quality)
-        indexes = self.gaussian_conditional.build_indexes(sigma)
-        return self.gaussian_conditional.decompress([strings.y_string], indexes, means=mu)
+        params = self.entropy_parameters(z_hat, quality)
+        return self.gaussian_conditional.decompress([strings.y_string], params.indexes, torch.float64, means=params.mu)
 
     @torch.no_grad()
     def decompress(self, strings: LatentStrings, quality: float | None = None) -> Tensor:
         """Decode x̂ (1, 3, 64·zh, 64·zw) in [0, 1] from its strings."""
-        return self.synthesis(self.decompress_latents(strings, quality), quality).clamp_(0, 1)
+        return self.reconstruct(self.decompress_latents(strings, quality), quality).clamp_(0, 1)

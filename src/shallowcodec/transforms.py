@@ -18,11 +18,12 @@ helpers) are reused rather than rewritten.
 
 from __future__ import annotations
 
-import torch
 from compressai.layers import GDN, GDN1, AttentionBlock
 from compressai.models.sensetime import ResidualBottleneckBlock
 from compressai.models.utils import conv, deconv
 from torch import Tensor, nn
+
+from shallowcodec.entropy_parameters import check_fan_in, hyper_synthesis_fixed_point
 
 
 def conv_transpose_exact(in_ch: int, out_ch: int, kernel_size: int, stride: int) -> nn.ConvTranspose2d:
@@ -161,11 +162,18 @@ class HyperAnalysis(nn.Sequential):
 
 
 class HyperSynthesis(nn.Module):
-    """Hyper-synthesis h_s: ẑ → (μ, σ) of the Gaussian conditional of y.
+    """Hyper-synthesis h_s: ẑ → (μ, log σ) of the Gaussian conditional of y, in fixed point.
 
     ConvT k5 s2 (M) → ReLU → ConvT k5 s2 (1.5 M) → ReLU → ConvT k3 s1 (2 M), split into μ and
-    log σ; σ = exp(log σ). 30,355 FLOPs/pixel at M=320 (paper Table 1).
-    Shapes: ẑ (B, M, h/4, w/4) → μ, σ each (B, M, h, w); σ > 0.
+    log σ. 30,355 FLOPs/pixel at M=320 (paper Table 1). Weights and activations are rounded to
+    fixed-point grids (entropy_parameters.py, after Ballé et al., ICLR 2019) so that the decoder
+    computes μ and the scale indexes bit-identically on every CPU; training sees the same
+    rounding through straight-through gradients.
+
+    Shapes: ẑ (B, M, h/4, w/4) → μ, log σ each (B, M, h, w).
+
+    Raises:
+        ValueError: a width whose float64 sums could not be exact (fan-in > 2^16).
     """
 
     def __init__(self, M: int):
@@ -175,7 +183,9 @@ class HyperSynthesis(nn.Module):
             deconv(M, M * 3 // 2), nn.ReLU(inplace=True),
             deconv(M * 3 // 2, 2 * M, kernel_size=3, stride=1),
         )
+        check_fan_in(self.layers)
 
-    def forward(self, z_hat: Tensor) -> tuple[Tensor, Tensor]:
-        mu, log_sigma = self.layers(z_hat).chunk(2, dim=1)
-        return mu, torch.exp(log_sigma)
+    def forward(self, z_hat: Tensor, exact: bool = False) -> tuple[Tensor, Tensor]:
+        """(μ, log σ) on the 2^-10 grid: float64 and bit-exact with ``exact``, else float32 with
+        straight-through rounding (differentiable)."""
+        return hyper_synthesis_fixed_point(self.layers, z_hat, exact)

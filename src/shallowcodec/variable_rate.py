@@ -38,6 +38,7 @@ import torch
 from torch import Tensor, nn
 
 from shallowcodec.container import QUALITY_SCALE
+from shallowcodec.entropy_parameters import ExactGains, exact_gains
 
 #: λ per integer quality (paper's 7 values, low to high rate); loss = bpp + λ·MSE(0–255).
 LMBDAS = (0.00125, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08)
@@ -104,3 +105,9 @@ class GainUnits(nn.Module):
             return torch.exp((1 - t) * log_gain[low] + t * log_gain[low + 1])[..., None, None]
 
         return Gains(gain(self.log_y_gain), gain(self.log_y_gain_inv), gain(self.log_z_gain), gain(self.log_z_gain_inv))
+
+    def exact(self, quality: float) -> ExactGains:
+        """The decoder's gains for one quality (a multiple of 1/256), identical on every platform:
+        log γ_y, γ_y, γ⁻¹_y, γ⁻¹_z, float64 (1, M, 1, 1) each (entropy_parameters.exact_gains)."""
+        return exact_gains({"y": self.log_y_gain, "y_inv": self.log_y_gain_inv, "z_inv": self.log_z_gain_inv},
+                           float(quality))

@@ -10,7 +10,11 @@ variable-rate weights file.
 
 Weights files are safetensors (no pickle). Their string metadata holds ``architecture``,
 ``config`` (JSON of the builder's keyword arguments), for fixed-λ files ``quality`` and
-``lmbda``, plus free-form training facts; the CDF tables are rebuilt from the parameters on load.
+``lmbda``, plus free-form training facts. Besides the parameters, a file stores the entropy
+coders' integer CDF tables and the scale table (:data:`TABLES`): computing them involves float
+erfc and sigmoid, which can differ in the last bit between CPUs, so every decoder uses the
+stored ones (the portable-bitstream guarantee, entropy_parameters.py). Files written before
+held parameters only; their tables are rebuilt on load.
 """
 
 from __future__ import annotations
@@ -39,6 +43,9 @@ from shallowcodec.transforms import (
 from shallowcodec.variable_rate import LMBDAS, GainUnits, lmbda_of
 
 DEFAULT_ARCHITECTURE = "two-layer"
+#: Buffers stored with the parameters: the integer CDF tables of both entropy models and the scale table.
+TABLES = tuple(f"{model}.{name}" for model in ("entropy_bottleneck", "gaussian_conditional")
+               for name in ("_quantized_cdf", "_offset", "_cdf_length")) + ("gaussian_conditional.scale_table",)
 #: Quality used when none is given: the middle of 0–6.
 DEFAULT_QUALITY = 3
 
@@ -119,14 +126,18 @@ def save_weights(path: Path, model: ShallowHyperprior, architecture: str, config
                  quality: int | None = None, lmbda: float | None = None, half: bool = True, **facts) -> None:
     """Write the model's parameters (fp16 when ``half``) and metadata to a safetensors file.
 
-    Only parameters are stored (no optimizer state, no CDF tables). ``quality`` and ``lmbda``
+    Stores the parameters and the entropy coders' tables (:data:`TABLES`, rebuilt here from the
+    parameters with ``model.update(force=True)``), no optimizer state. ``quality`` and ``lmbda``
     describe a fixed-λ model (None for a variable-rate one). ``facts`` (e.g. steps,
     train_seconds, crop) are stored as JSON strings. Written atomically (atomic.py).
 
     Raises:
         OSError: the file cannot be written.
     """
+    model.update(force=True)
     tensors = {k: (v.detach().half() if half else v.detach()).contiguous() for k, v in model.named_parameters()}
+    buffers = dict(model.named_buffers())
+    tensors.update({k: buffers[k].detach().cpu().contiguous() for k in TABLES})
     meta = {"architecture": architecture, "config": json.dumps(config)}
     if not model.variable_rate:
         meta.update(quality=str(quality), lmbda=repr(lmbda))
@@ -137,8 +148,9 @@ def save_weights(path: Path, model: ShallowHyperprior, architecture: str, config
 def load_weights(path: Path) -> LoadedModel:
     """Load a safetensors weights file written by :func:`save_weights` (no pickle involved).
 
-    The model is in eval mode, fp32, with CDF tables built. ``weights_id`` is the first 4 bytes
-    of the file's SHA-256, stored in every bitstream so that a decoder with other weights refuses it.
+    The model is in eval mode, fp32, with the stored CDF tables (rebuilt for files without them).
+    ``weights_id`` is the first 4 bytes of the file's SHA-256, stored in every bitstream so that a
+    decoder with other weights refuses it.
 
     Raises:
         ModelNotFoundError: if the file is missing, unreadable or not a shallowcodec weights file.
@@ -148,27 +160,38 @@ def load_weights(path: Path) -> LoadedModel:
         meta = read_metadata(path)
         architecture = meta["architecture"]
         model = build(architecture, **json.loads(meta["config"]))
-        _copy_parameters(model, load(data))
+        has_tables = _copy_tensors(model, load(data))
         quality, lmbda = (None, None) if model.variable_rate else (int(meta["quality"]), float(meta["lmbda"]))
     except (OSError, SafetensorError, KeyError, ValueError, TypeError, RuntimeError) as e:
         raise ModelNotFoundError(f"cannot load weights {path}: {e}") from None
-    model.eval().update(force=True)
+    model.eval()
+    if not has_tables:
+        model.update(force=True)
     weights_id = int.from_bytes(hashlib.sha256(data).digest()[:4], "little")
     return LoadedModel(model, architecture, quality, lmbda, weights_id, meta)
 
 
-def _copy_parameters(model: ShallowHyperprior, tensors: dict) -> None:
-    """Copy stored tensors into the model's parameters (fp16 → fp32).
+def _copy_tensors(model: ShallowHyperprior, tensors: dict) -> bool:
+    """Copy stored parameters (fp16 → fp32) and, when present, the tables into the model.
+
+    Returns:
+        whether the file held the tables.
 
     Raises:
         ValueError: names differ; RuntimeError: shapes differ.
     """
     params = dict(model.named_parameters())
-    if set(tensors) != set(params):
+    has_tables = all(k in tensors for k in TABLES)
+    if set(tensors) != set(params) | (set(TABLES) if has_tables else set()):
         raise ValueError("parameter names do not match the architecture")
     with torch.no_grad():
         for name, value in tensors.items():
-            params[name].copy_(value.float())
+            if name in params:
+                params[name].copy_(value.float())
+            else:
+                module, attr = name.split(".")
+                setattr(getattr(model, module), attr, value.clone())
+    return has_tables
 
 
 def read_metadata(path: Path) -> dict:

@@ -1,0 +1,183 @@
+"""Check that files decode to the same ŷ on every CPU: decode under other kernel sets in subprocesses.
+
+    python -m shallowcodec.portability ../shared/data/photos24 [--qualities 0 3 6] [--models ...] [--crop 256]
+
+encodes every image with every embedded model at each quality (natively, and once more in a
+process restricted to AVX2 kernels), then decodes all files in subprocesses under each kernel
+set of :data:`KERNEL_SETS` (oneDNN ISA × ATen CPU capability), each with oneDNN on and off and
+1 and 2 threads, and compares with the native decode: ŷ must be bit-identical (the entropy
+parameters are exact, entropy_parameters.py) and every pixel within ±1 (g_s runs in float32,
+whose sums differ in the last bits between kernels, as JPEG decoders differ by one level).
+Prints one line per kernel set and exits 1 on any mismatch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+#: Kernel sets a decoder may run with: oneDNN's instruction set × ATen's CPU capability.
+KERNEL_SETS = [
+    {**isa, **aten}
+    for isa, aten in itertools.product(
+        [{}, {"ONEDNN_MAX_CPU_ISA": "AVX2"}, {"ONEDNN_MAX_CPU_ISA": "SSE41"}],
+        [{}, {"ATEN_CPU_CAPABILITY": "avx2"}, {"ATEN_CPU_CAPABILITY": "default"}],
+    )
+]
+#: Variants inside each process: (oneDNN enabled, torch threads).
+VARIANTS = [(mkldnn, threads) for mkldnn in (True, False) for threads in (1, 2)]
+#: The kernel set of the "encoded elsewhere" files: a CPU without AVX-512.
+ENCODER_KERNELS = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+
+
+def decode_files(files: list[Path], out: Path) -> None:
+    """Decode ``files`` under this process's kernels, once per :data:`VARIANTS`; write ``out`` (.npz).
+
+    The archive holds, per file and variant, the SHA-256 of ŷ (float64 bytes) and the decoded
+    (3, H, W) uint8 image, keyed ``<i>/<variant>/y`` and ``<i>/<variant>/x``.
+    """
+    import torch
+
+    from shallowcodec.codec import load
+    from shallowcodec.container import unpack
+
+    arrays = {}
+    for mkldnn, threads in VARIANTS:
+        torch.backends.mkldnn.enabled = mkldnn
+        torch.set_num_threads(threads)
+        for i, path in enumerate(files):
+            y_hat, x_hat = decode_y_and_x(load, unpack, path.read_bytes())
+            key = f"{i}/{int(mkldnn)}{threads}"
+            arrays[f"{key}/y"] = np.frombuffer(hashlib.sha256(y_hat.numpy().tobytes()).digest(), np.uint8)
+            arrays[f"{key}/x"] = x_hat.numpy()
+    np.savez(out, **arrays)
+
+
+def decode_y_and_x(load, unpack, data: bytes):
+    """(ŷ_g float64 (1, M, h, w), x̂ (3, H, W) uint8) of one file, as ``shallowcodec.decompress`` decodes it."""
+    from shallowcodec.codec import ALIGN
+    from shallowcodec.hyperprior import LatentStrings
+
+    stream = unpack(data)
+    codec = load(stream.header.architecture, stream.header.quality)
+    h, w = stream.header.height, stream.header.width
+    strings = LatentStrings(stream.z_string, stream.y_string, (-(-h // ALIGN), -(-w // ALIGN)))
+    y_hat = codec.loaded.model.decompress_latents(strings, codec.quality)
+    return y_hat, codec.decode(stream)
+
+
+def encode_files(images: list[Path], models: list[str], qualities: list[float], crop: int, out: Path) -> list[Path]:
+    """Encode every (image, model, quality) into ``out``; images are cut to their top-left ``crop`` square
+    (0: whole). Returns the file paths in a fixed order."""
+    from PIL import Image
+
+    from shallowcodec.codec import load
+
+    files = []
+    for model, quality in itertools.product(models, qualities):
+        codec = load(model, quality)
+        for image in images:
+            with Image.open(image) as im:
+                im = im.convert("RGB")
+                if crop:
+                    im = im.crop((0, 0, min(crop, im.width), min(crop, im.height)))
+                path = out / f"{image.stem}-{model}-q{quality:g}.sdc"
+                path.write_bytes(codec.compress(im))
+                files.append(path)
+    return files
+
+
+def run_worker(argv: list[str], env: dict[str, str]) -> None:
+    """Run this module's worker in a subprocess with extra environment variables ``env``.
+
+    Raises:
+        RuntimeError: the worker failed (its last stderr line).
+    """
+    result = subprocess.run([sys.executable, "-m", "shallowcodec.portability", *argv], env={**os.environ, **env},
+                            capture_output=True, text=True)
+    if result.returncode:
+        lines = result.stderr.strip().splitlines() or ["no output"]
+        raise RuntimeError(f"worker {env or 'native'} failed: {lines[-1]}")
+
+
+def compare(reference: dict, other: dict, n_files: int) -> tuple[int, int]:
+    """(files whose ŷ differs, largest pixel difference) of ``other`` against the native ``reference``,
+    both loaded from :func:`decode_files` archives, over all variants."""
+    y_diffs, pixel_diff = 0, 0
+    native = f"{int(True)}1"
+    for i, (mkldnn, threads) in itertools.product(range(n_files), VARIANTS):
+        key = f"{i}/{int(mkldnn)}{threads}"
+        y_diffs += not np.array_equal(other[f"{key}/y"], reference[f"{i}/{native}/y"])
+        diff = np.abs(other[f"{key}/x"].astype(int) - reference[f"{i}/{native}/x"].astype(int)).max()
+        pixel_diff = max(pixel_diff, int(diff))
+    return y_diffs, pixel_diff
+
+
+def check(images: list[Path], models: list[str], qualities: list[float], crop: int, kernel_sets=KERNEL_SETS) -> dict:
+    """Encode natively and under :data:`ENCODER_KERNELS`, decode under every kernel set; returns
+    {"native": ..., "kernels": [{"env", "y_mismatches", "max_pixel_diff"}, ...], "files": n}."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        (tmp / "native").mkdir()
+        (tmp / "avx2").mkdir()
+        spec = json.dumps({"images": [str(i) for i in images], "models": models, "qualities": qualities, "crop": crop})
+        files = encode_files(images, models, qualities, crop, tmp / "native")
+        run_worker(["_encode", spec, str(tmp / "avx2")], ENCODER_KERNELS)
+        files += sorted((tmp / "avx2").glob("*.sdc"))
+        listing = tmp / "files.json"
+        listing.write_text(json.dumps([str(f) for f in files]))
+        decode_files(files, tmp / "native.npz")
+        reference = dict(np.load(tmp / "native.npz"))
+        results = []
+        for n, env in enumerate(kernel_sets):
+            run_worker(["_decode", str(listing), str(tmp / f"{n}.npz")], env)
+            y_diffs, pixel_diff = compare(reference, dict(np.load(tmp / f"{n}.npz")), len(files))
+            results.append({"env": env, "y_mismatches": y_diffs, "max_pixel_diff": pixel_diff})
+        # the AVX2-encoded files: the encoder's own decode (first kernel set: native) vs its ŷ in that process
+        run_worker(["_decode", str(listing), str(tmp / "enc.npz")], ENCODER_KERNELS)
+        y_diffs, pixel_diff = compare(dict(np.load(tmp / "enc.npz")), reference, len(files))
+        results.append({"env": {"encoded under": ENCODER_KERNELS}, "y_mismatches": y_diffs, "max_pixel_diff": pixel_diff})
+    return {"files": len(files), "variants": len(VARIANTS), "kernels": results}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["_decode"]:
+        decode_files([Path(f) for f in json.loads(Path(argv[1]).read_text())], Path(argv[2]))
+        return 0
+    if argv[:1] == ["_encode"]:
+        spec = json.loads(argv[1])
+        encode_files([Path(i) for i in spec["images"]], spec["models"], spec["qualities"], spec["crop"], Path(argv[2]))
+        return 0
+    from shallowcodec.images import image_files
+    from shallowcodec.zoo import embedded_models
+
+    parser = argparse.ArgumentParser(prog="python -m shallowcodec.portability", description=__doc__.splitlines()[0])
+    parser.add_argument("images", type=Path, help="an image or a folder of images")
+    parser.add_argument("--models", nargs="+", default=sorted(embedded_models()))
+    parser.add_argument("--qualities", nargs="+", type=float, default=[0.0, 3.0, 6.0])
+    parser.add_argument("--crop", type=int, default=0, help="code the top-left crop×crop square of each image (0: all)")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    args = parser.parse_args(argv)
+    images = image_files(args.images) if args.images.is_dir() else [args.images]
+    result = check(images, args.models, args.qualities, args.crop)
+    for row in result["kernels"]:
+        print(f"{json.dumps(row['env']):70s} ŷ mismatches {row['y_mismatches']:4d}   max |Δpixel| {row['max_pixel_diff']}")
+    print(f"{result['files']} files × {result['variants']} variants (oneDNN on/off × 1, 2 threads) per kernel set")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    ok = all(r["y_mismatches"] == 0 and r["max_pixel_diff"] <= 1 for r in result["kernels"])
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
