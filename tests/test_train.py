@@ -443,3 +443,23 @@ def test_variable_rate_refuses_a_fixed_lambda(train_folder, tmp_path, capsys):
     out = tmp_path / "vr.safetensors"
     assert train.main(_variable_rate(_argv(train_folder, out, "--lmbda", "0.01", steps=3))) == 1
     assert "--lmbda applies to fixed-λ training" in capsys.readouterr().err and not out.exists()
+
+
+def test_init_shared_starts_all_but_g_s_from_another_architecture(tmp_path):
+    """jpeg-like from two-layer weights: g_a, h_a, h_s, priors and gains copied, g_s untouched."""
+    from shallowcodec.checkpoint import copy_shared
+
+    torch.manual_seed(0)
+    source = zoo.build("two-layer", N=8, M=16, variable_rate=True)
+    zoo.save_weights(tmp_path / "two.safetensors", source, "two-layer", {"N": 8, "M": 16, "variable_rate": True})
+    loaded = zoo.load_weights(tmp_path / "two.safetensors")
+    target = zoo.build("jpeg-like", N=8, M=16, variable_rate=True)
+    g_s_before = target.g_s.deconv.weight.clone()
+    copied = copy_shared(target, loaded)
+    shared = [n for n, _ in target.named_parameters() if not n.startswith("g_s.")]
+    assert copied == shared
+    src = dict(loaded.model.named_parameters())
+    assert all(torch.equal(p, src[n]) for n, p in target.named_parameters() if n in copied)
+    assert torch.equal(target.g_s.deconv.weight, g_s_before)
+    with pytest.raises(ValueError, match="share no parameter"):
+        copy_shared(zoo.build("jpeg-like", N=12, M=24), loaded)

@@ -83,6 +83,8 @@ def restore(cfg: TrainConfig, model: ShallowHyperprior, optimizers: tuple,
     if not cfg.resume:
         if cfg.init:
             copy_from(model, load_weights(cfg.init), cfg.model)
+        elif cfg.init_shared:
+            copy_shared(model, load_weights(cfg.init_shared))
         return Progress(planned=cfg.steps or None), cfg.init
     try:
         state = torch.load(cfg.resume, map_location="cpu", weights_only=True)
@@ -126,6 +128,28 @@ def copy_from(model: ShallowHyperprior, init: LoadedModel, architecture: str) ->
             if source[name].shape != param.shape:
                 raise ValueError(f"--init weights have other widths ({name}: {tuple(source[name].shape)})")
             param.copy_(source[name])
+
+
+def copy_shared(model: ShallowHyperprior, source: LoadedModel) -> list[str]:
+    """Start every parameter outside g_s from another model's parameter of the same name and shape.
+
+    jpeg-like and two-layer share g_a (ELIC), h_a, h_s, both priors and the gain units, so one
+    starts the other with only its synthesis untrained; mbt2018-mean (CNN g_a) shares h_a, h_s,
+    the priors and the gains. Returns the names copied.
+
+    Raises:
+        ValueError: the weights share no parameter outside g_s with the model (other widths).
+    """
+    params = dict(source.model.named_parameters())
+    copied = []
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if not name.startswith("g_s.") and name in params and params[name].shape == param.shape:
+                param.copy_(params[name])
+                copied.append(name)
+    if not copied:
+        raise ValueError(f"--init-shared weights ({source.architecture}) share no parameter with this model")
+    return copied
 
 
 def prior_training(init: Path | None) -> dict[str, float]:

@@ -48,6 +48,7 @@ class TrainConfig:
     lr: float = 1e-4
     quantizer: str = "noise"
     init: Path | None = None
+    init_shared: Path | None = None
     resume: Path | None = None
     checkpoint: Path | None = None
     checkpoint_minutes: float = 5.0
@@ -88,7 +89,11 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                    help="bfloat16 autocast for g_a, g_s, h_a, h_s (the entropy models stay fp32)")
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--quantizer", choices=QUANTIZERS, default="noise")
-    p.add_argument("--init", type=Path, help="start from these weights (fine-tuning to another λ)")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--init", type=Path, help="start from these weights (fine-tuning to another λ)")
+    start.add_argument("--init-shared", type=Path,
+                       help="start g_a, h_a, h_s, the priors and the gains from another architecture's weights "
+                            "(e.g. jpeg-like from two-layer); g_s starts from scratch")
     p.add_argument("--resume", type=Path, help="checkpoint to resume")
     p.add_argument("--checkpoint", type=Path, help="checkpoint path (default: OUT.ckpt)")
     p.add_argument("--checkpoint-minutes", type=float, default=5.0)

@@ -161,7 +161,7 @@ def train_step(net: torch.nn.Module, model: ShallowHyperprior, optimizers: tuple
         quality, lmbda = quality.to(x.device), lmbda.to(x.device)
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
         out = net(x, quantizer=cfg.quantizer, quality=quality)
-    terms = rd_loss(out, x, lmbda_at(step, planned, lmbda, from_scratch=cfg.init is None))
+    terms = rd_loss(out, x, lmbda_at(step, planned, lmbda, from_scratch=cfg.init is None and cfg.init_shared is None))
     optimizer.zero_grad(set_to_none=True)
     aux_optimizer.zero_grad(set_to_none=True)
     terms["loss"].backward()
