@@ -128,22 +128,26 @@ def check_fan_in(h_s: nn.Sequential) -> None:
                 raise ValueError(f"h_s layer with fan-in {fan_in} > {MAX_FAN_IN}: its float64 sums would not be exact")
 
 
-def _conv(layer: nn.Module, x: Tensor, exact: bool) -> Tensor:
-    """One fixed-point convolution of h_s: quantized weights and bias, float64 when ``exact``."""
+def fixed_point_layer(layer: nn.Module, exact: bool = True) -> tuple[Tensor, Tensor]:
+    """The quantized (weight, bias) of one convolution of h_s: float64 when ``exact``, else float32
+    with straight-through gradients."""
     transposed = isinstance(layer, nn.ConvTranspose2d)
     weight, bias = layer.weight, layer.bias
     if exact:
-        weight, bias = weight.double(), bias.double()
+        weight, bias = weight.detach().double(), bias.detach().double()
     w_q = quantize_weight(weight, out_dim=1 if transposed else 0)
     b_q = _round_grid(bias, ACT_BITS)
-    if not exact:
-        w_q, b_q = _ste(weight, w_q), _ste(bias, b_q)
-    if transposed:
-        return F.conv_transpose2d(x, w_q, b_q, layer.stride, layer.padding, layer.output_padding)
-    return F.conv2d(x, w_q, b_q, layer.stride, layer.padding)
+    return (w_q, b_q) if exact else (_ste(weight, w_q), _ste(bias, b_q))
 
 
-def hyper_synthesis_fixed_point(h_s: nn.Sequential, z_hat: Tensor, exact: bool = True) -> tuple[Tensor, Tensor]:
+def _conv(layer: nn.Module, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    if isinstance(layer, nn.ConvTranspose2d):
+        return F.conv_transpose2d(x, weight, bias, layer.stride, layer.padding, layer.output_padding)
+    return F.conv2d(x, weight, bias, layer.stride, layer.padding)
+
+
+def hyper_synthesis_fixed_point(h_s: nn.Sequential, z_hat: Tensor, exact: bool = True,
+                                weights: list[tuple[Tensor, Tensor]] | None = None) -> tuple[Tensor, Tensor]:
     """μ and log σ (B, M, h, w) of y from ẑ (B, M, h/4, w/4) through the fixed-point h_s.
 
     Args:
@@ -151,6 +155,8 @@ def hyper_synthesis_fixed_point(h_s: nn.Sequential, z_hat: Tensor, exact: bool =
         z_hat: ẑ in the ungained domain.
         exact: float64, no gradient — the decoder's bit-exact computation; False: the same
             quantizers in float32 with straight-through gradients (training).
+        weights: the convolutions' :func:`fixed_point_layer` results, in order, if already
+            computed (the decoder caches them); computed here when None.
 
     Returns:
         (μ, log σ) on the 2^-ACT_BITS grid; float64 when exact.
@@ -158,10 +164,12 @@ def hyper_synthesis_fixed_point(h_s: nn.Sequential, z_hat: Tensor, exact: bool =
     Raises:
         TypeError: a layer other than Conv2d, ConvTranspose2d or ReLU.
     """
+    convs = [layer for layer in h_s if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d))]
+    params = iter(weights if weights is not None else [fixed_point_layer(c, exact) for c in convs])
     x = quantize_activation(z_hat.double() if exact else z_hat.float(), exact)
     for layer in h_s:
         if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
-            x = quantize_activation(_conv(layer, x, exact), exact)
+            x = quantize_activation(_conv(layer, x, *next(params)), exact)
         elif isinstance(layer, nn.ReLU):
             x = torch.relu(x)
         else:

@@ -21,6 +21,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -47,28 +48,33 @@ def decode_files(files: list[Path], out: Path) -> None:
     """
     import torch
 
-    from shallowcodec.codec import load
-    from shallowcodec.container import unpack
-
+    codecs: dict = {}
     arrays = {}
     for mkldnn, threads in VARIANTS:
         torch.backends.mkldnn.enabled = mkldnn
         torch.set_num_threads(threads)
         for i, path in enumerate(files):
-            y_hat, x_hat = decode_y_and_x(load, unpack, path.read_bytes())
+            y_hat, x_hat = decode_y_and_x(path.read_bytes(), codecs)
             key = f"{i}/{int(mkldnn)}{threads}"
             arrays[f"{key}/y"] = np.frombuffer(hashlib.sha256(y_hat.numpy().tobytes()).digest(), np.uint8)
             arrays[f"{key}/x"] = x_hat.numpy()
     np.savez(out, **arrays)
 
 
-def decode_y_and_x(load, unpack, data: bytes):
-    """(ŷ_g float64 (1, M, h, w), x̂ (3, H, W) uint8) of one file, as ``shallowcodec.decompress`` decodes it."""
-    from shallowcodec.codec import ALIGN
+def decode_y_and_x(data: bytes, codecs: dict):
+    """(ŷ_g float64 (1, M, h, w), x̂ (3, H, W) uint8) of one file, as ``shallowcodec.decompress`` decodes it.
+
+    ``codecs`` caches the loaded codec of each (model, quality) between calls.
+    """
+    from shallowcodec.codec import ALIGN, load
+    from shallowcodec.container import unpack
     from shallowcodec.hyperprior import LatentStrings
 
     stream = unpack(data)
-    codec = load(stream.header.architecture, stream.header.quality)
+    key = (stream.header.architecture, stream.header.quality)
+    if key not in codecs:
+        codecs[key] = load(*key)
+    codec = codecs[key]
     h, w = stream.header.height, stream.header.width
     strings = LatentStrings(stream.z_string, stream.y_string, (-(-h // ALIGN), -(-w // ALIGN)))
     y_hat = codec.loaded.model.decompress_latents(strings, codec.quality)
@@ -137,13 +143,14 @@ def check(images: list[Path], models: list[str], qualities: list[float], crop: i
         listing.write_text(json.dumps([str(f) for f in files]))
         decode_files(files, tmp / "native.npz")
         reference = dict(np.load(tmp / "native.npz"))
+        with ThreadPoolExecutor(os.cpu_count() or 1) as pool:  # the workers are processes: run them side by side
+            list(pool.map(lambda job: run_worker(["_decode", str(listing), str(tmp / f"{job[0]}.npz")], job[1]),
+                          [*enumerate(kernel_sets), ("enc", ENCODER_KERNELS)]))
         results = []
         for n, env in enumerate(kernel_sets):
-            run_worker(["_decode", str(listing), str(tmp / f"{n}.npz")], env)
             y_diffs, pixel_diff = compare(reference, dict(np.load(tmp / f"{n}.npz")), len(files))
             results.append({"env": env, "y_mismatches": y_diffs, "max_pixel_diff": pixel_diff})
-        # the AVX2-encoded files: the encoder's own decode (first kernel set: native) vs its ŷ in that process
-        run_worker(["_decode", str(listing), str(tmp / "enc.npz")], ENCODER_KERNELS)
+        # every file, decoded natively, against the decode in the process that encoded the AVX2 files
         y_diffs, pixel_diff = compare(dict(np.load(tmp / "enc.npz")), reference, len(files))
         results.append({"env": {"encoded under": ENCODER_KERNELS}, "y_mismatches": y_diffs, "max_pixel_diff": pixel_diff})
     return {"files": len(files), "variants": len(VARIANTS), "kernels": results}

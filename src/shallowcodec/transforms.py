@@ -23,7 +23,7 @@ from compressai.models.sensetime import ResidualBottleneckBlock
 from compressai.models.utils import conv, deconv
 from torch import Tensor, nn
 
-from shallowcodec.entropy_parameters import check_fan_in, hyper_synthesis_fixed_point
+from shallowcodec.entropy_parameters import check_fan_in, fixed_point_layer, hyper_synthesis_fixed_point
 
 
 def conv_transpose_exact(in_ch: int, out_ch: int, kernel_size: int, stride: int) -> nn.ConvTranspose2d:
@@ -184,8 +184,18 @@ class HyperSynthesis(nn.Module):
             deconv(M * 3 // 2, 2 * M, kernel_size=3, stride=1),
         )
         check_fan_in(self.layers)
+        self._exact_weights: tuple[tuple, list] = ((), [])
 
     def forward(self, z_hat: Tensor, exact: bool = False) -> tuple[Tensor, Tensor]:
         """(μ, log σ) on the 2^-10 grid: float64 and bit-exact with ``exact``, else float32 with
         straight-through rounding (differentiable)."""
-        return hyper_synthesis_fixed_point(self.layers, z_hat, exact)
+        return hyper_synthesis_fixed_point(self.layers, z_hat, exact, self.exact_weights() if exact else None)
+
+    def exact_weights(self) -> list[tuple[Tensor, Tensor]]:
+        """The float64 fixed-point (weight, bias) of each convolution, computed once per parameter
+        version (an optimizer step or a load changes the version and recomputes them)."""
+        convs = [m for m in self.layers if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+        versions = tuple((id(p), p._version, p.device) for c in convs for p in (c.weight, c.bias))
+        if versions != self._exact_weights[0]:
+            self._exact_weights = (versions, [fixed_point_layer(c) for c in convs])
+        return self._exact_weights[1]
