@@ -35,6 +35,7 @@ class Worker:
     def __init__(self):
         self.process = subprocess.Popen([sys.executable, "-m", "shallowcodec.fuzz"], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, preexec_fn=lambda: os.nice(10))
+        self.process.stdout.readline()  # {"ready": true} after imports and model loading (or EOF if it died)
 
     def decode(self, data: bytes, timeout: float) -> dict:
         """The worker's JSON answer for ``data``, or {"crash": returncode} / {"hang": timeout}."""

@@ -223,10 +223,12 @@ def outcome(decoder: Callable[[bytes], torch.Tensor], data: bytes) -> str:
 
 def worker() -> None:
     """Worker of benchmarks/fuzz.py: reads length-prefixed (uint32 LE) files from stdin until EOF and
-    writes one JSON line per file: {"outcome": …} or {"failure": repr of the exception}, and
+    writes {"ready": true} once the models are loaded, then one JSON line per file: {"outcome": …} or {"failure": repr of the exception}, and
     "rss_mb", the process's peak resident memory so far."""
     torch.set_num_threads(1)
     decoder, stdin = Decoder(), sys.stdin.buffer
+    decoder.models.update({name: load_embedded(name) for name in embedded_models()})
+    print(json.dumps({"ready": True}), flush=True)  # start-up is not part of any decode's watchdog time
     while header := stdin.read(4):
         data = stdin.read(struct.unpack("<I", header)[0])
         try:
