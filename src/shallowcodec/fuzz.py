@@ -223,7 +223,8 @@ def outcome(decoder: Callable[[bytes], torch.Tensor], data: bytes) -> str:
 
 def worker() -> None:
     """Worker of benchmarks/fuzz.py: reads length-prefixed (uint32 LE) files from stdin until EOF and
-    writes {"ready": true} once the models are loaded, then one JSON line per file: {"outcome": …} or {"failure": repr of the exception}, and
+    writes {"ready": true} once the models are loaded, then one JSON line per file: {"outcome": …}
+    or {"failure": repr of the exception}, and
     "rss_mb", the process's peak resident memory so far."""
     torch.set_num_threads(1)
     decoder, stdin = Decoder(), sys.stdin.buffer
