@@ -19,6 +19,7 @@ from torch import Tensor
 
 from shallowcodec import sga
 from shallowcodec.container import Bitstream, ContainerError, Header, pack, unpack
+from shallowcodec.entropy_coding import EntropyCodingError
 from shallowcodec.hyperprior import LatentStrings
 from shallowcodec.images import ImageError, image_to_tensor, tensor_to_image
 from shallowcodec.variable_rate import lmbda_of, snap_quality
@@ -140,12 +141,16 @@ class Codec:
         """Decode a parsed bitstream to (3, H, W) uint8 (x̂ rounded to integers).
 
         Raises:
-            ContainerError: the stream was made for another model, quality or weights.
+            ContainerError: the stream was made for another model, quality or weights, or its
+                entropy-coded strings are damaged, truncated or extended.
         """
         self._check_header(stream.header)
         h, w = stream.header.height, stream.header.width
         z_shape = (-(-h // ALIGN), -(-w // ALIGN))
-        x_hat = self.loaded.model.decompress(LatentStrings(stream.z_string, stream.y_string, z_shape), self.quality)
+        try:
+            x_hat = self.loaded.model.decompress(LatentStrings(stream.z_string, stream.y_string, z_shape), self.quality)
+        except EntropyCodingError as e:
+            raise ContainerError(f"cannot decode: {e}") from None
         return x_hat[0, :, :h, :w].mul(255).round().to(torch.uint8)
 
     def _check_header(self, header: Header) -> None:

@@ -24,7 +24,11 @@ The fixed overhead is therefore ``36 + n`` bytes (see :func:`header_size`).
 ``unpack(pack(h, z, y)).header.lmbda == float(numpy.float32(h.lmbda))``.
 
 Version 3 (portable bitstreams) codes y around exact, fixed-point entropy parameters
-(entropy_parameters.py); version 2 (variable rate, float h_s) and version 1 files are refused
+(entropy_parameters.py). Its z and y strings are each one stream of constriction's ANS coder
+(entropy_coding.py: 32-bit little-endian words, so their lengths are multiples of 4): the
+symbols grouped by CDF table (z: one table per channel, symbols round(z_g − median); y: one
+table per scale index, symbols round(y_g − μ_g)), then the escapes' overflow values, then a
+32-bit end marker. Version 2 (variable rate, float h_s) and version 1 files are refused
 (their weights are no longer distributed).
 
 Decoding order: magic, then version, then the CRC over the whole file, and only

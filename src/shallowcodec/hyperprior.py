@@ -25,12 +25,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from compressai.models.base import CompressionModel
 from compressai.ops import quantize_ste
 from torch import Tensor, nn
 
+from shallowcodec import entropy_coding
 from shallowcodec.entropy_parameters import EntropyParameters, log_scale_thresholds, scale_indexes
 from shallowcodec.variable_rate import Gains, GainUnits
 
@@ -227,28 +229,51 @@ class ShallowHyperprior(CompressionModel):
 
     @torch.no_grad()
     def compress_latents(self, y: Tensor, z: Tensor, quality: float | None = None) -> LatentStrings:
-        """Entropy-code given coded-domain latents y (1, M, h, w) and z (1, M, h/4, w/4).
+        """Entropy-code given coded-domain latents y (1, M, h, w) and z (1, M, h/4, w/4) (entropy_coding.py).
 
-        z is rounded around the prior's medians, y around the exact μ_g (ŷ_g = round(y_g − μ_g)
-        + μ_g, float64). Kept separate from :meth:`compress` so that per-image optimized latents
-        (SGA) use the same path.
+        z is rounded around the prior's medians (symbols round(z_g − m), per-channel tables), y
+        around the exact μ_g (symbols round(y_g − μ_g), scale-index tables; ŷ_g = symbols + μ_g,
+        float64). Kept separate from :meth:`compress` so that per-image optimized latents (SGA)
+        use the same path.
+
+        Raises:
+            ValueError: a rounded latent outside int32.
         """
-        z_strings = self.entropy_bottleneck.compress(z)
-        z_shape = tuple(z.shape[-2:])
-        z_hat = self.entropy_bottleneck.decompress(z_strings, z_shape)
+        medians = self.z_medians()
+        z_symbols = torch.round(z - medians).to(torch.int64).numpy()
+        z_string = entropy_coding.encode(z_symbols, self._z_indexes(z_symbols.shape), self._tables("z"))
+        z_hat = torch.from_numpy(z_symbols).float() + medians
         params = self.entropy_parameters(z_hat, quality)
-        y_strings = self.gaussian_conditional.compress(y.double(), params.indexes, means=params.mu)
-        return LatentStrings(z_strings[0], y_strings[0], z_shape)
+        y_symbols = torch.round(y.double() - params.mu).to(torch.int64).numpy()
+        y_string = entropy_coding.encode(y_symbols, params.indexes.numpy(), self._tables("y"))
+        return LatentStrings(z_string, y_string, tuple(z.shape[-2:]))
 
     @torch.no_grad()
     def decompress_latents(self, strings: LatentStrings, quality: float | None = None) -> Tensor:
         """Decode the coded ŷ_g (1, M, 4·zh, 4·zw), float64, from its strings (entropy decoding and h_s only).
 
-        Bit-identical on every CPU, kernel set and thread count (entropy_parameters.py).
+        Bit-identical on every CPU, kernel set and thread count (entropy_parameters.py); a pure
+        function of the strings.
+
+        Raises:
+            entropy_coding.EntropyCodingError: a string that is damaged, runs out or has data left.
         """
-        z_hat = self.entropy_bottleneck.decompress([strings.z_string], strings.z_shape)
+        shape = (1, self.entropy_bottleneck.channels, *strings.z_shape)
+        z_symbols = entropy_coding.decode(strings.z_string, self._z_indexes(shape), self._tables("z"))
+        z_hat = torch.from_numpy(z_symbols).float() + self.z_medians()
         params = self.entropy_parameters(z_hat, quality)
-        return self.gaussian_conditional.decompress([strings.y_string], params.indexes, torch.float64, means=params.mu)
+        y_symbols = entropy_coding.decode(strings.y_string, params.indexes.numpy(), self._tables("y"))
+        return torch.from_numpy(y_symbols).double() + params.mu
+
+    def _tables(self, latent: str) -> entropy_coding.CdfTables:
+        """The integer CDF tables of z (factorized prior, one per channel) or y (Gaussian, one per scale)."""
+        module = self.entropy_bottleneck if latent == "z" else self.gaussian_conditional
+        return entropy_coding.CdfTables(module._quantized_cdf.numpy(), module._cdf_length.numpy(), module._offset.numpy())
+
+    @staticmethod
+    def _z_indexes(shape: tuple[int, ...]) -> np.ndarray:
+        """Table index of every z symbol of ``shape`` (1, M, h, w): its channel."""
+        return np.broadcast_to(np.arange(shape[1], dtype=np.int32).reshape(1, -1, 1, 1), shape)
 
     @torch.no_grad()
     def decompress(self, strings: LatentStrings, quality: float | None = None) -> Tensor:

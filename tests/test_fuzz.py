@@ -1,0 +1,69 @@
+"""Hostile files (issue 12): mutated files of every embedded model decode to an image or fail with one line."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+import shallowcodec
+from shallowcodec import fuzz
+from shallowcodec.container import ContainerError
+
+#: Mutations of the bounded run (the long run is benchmarks/fuzz.py).
+MUTATIONS = 300
+
+
+def api_decode(data: bytes) -> torch.Tensor:
+    """shallowcodec.decompress itself (loads the model on every call), as a (H, W, 3) tensor."""
+    return torch.from_numpy(np.asarray(shallowcodec.decompress(data)).copy())
+
+
+@pytest.fixture(scope="module")
+def seeds(photos24):
+    return fuzz.seed_files(photos24)
+
+
+@pytest.fixture(scope="module")
+def crop_file(photos24):
+    """The issue's file: a 64×64 crop (two-layer, quality 3), ~150 bytes."""
+    return fuzz.seed_files(photos24, sizes=((64, 64),), qualities=(3,))[-1]
+
+
+def test_mutated_files_decode_or_fail_with_one_line(seeds):
+    rng, decoder = random.Random(12), fuzz.Decoder()
+    outcomes = [fuzz.outcome(decoder, fuzz.mutate(rng.choice(seeds), rng, seeds)) for _ in range(MUTATIONS)]
+    errors = sum(o.startswith("error") for o in outcomes)
+    assert 0 < errors < MUTATIONS  # both kinds occur: the mutations reach the decoder
+
+
+def test_seed_files_decode_like_the_api(seeds):
+    decoder = fuzz.Decoder()
+    for data in seeds[:: len(seeds) // 3]:  # one file per model
+        assert fuzz.outcome(decoder, data).startswith("image")
+        assert torch.equal(decoder(data).permute(1, 2, 0), api_decode(data))
+
+
+def test_mutation_is_seeded(seeds):
+    def files(seed):
+        rng = random.Random(seed)
+        return [fuzz.mutate(seeds[0], rng, seeds) for _ in range(20)]
+
+    assert files(3) == files(3) != files(4)
+
+
+@pytest.mark.parametrize("height, width", [(262_144, 64), (64, 262_144)])
+def test_tiny_payload_with_huge_header_is_a_one_line_error(crop_file, height, width):
+    """Issue 12: this file with 64 × 262,144 pixels in its header (CRC recomputed) killed the process."""
+    data = fuzz.with_crc(fuzz.with_size(crop_file[:-4], height, width))
+    with pytest.raises(ContainerError) as e:
+        shallowcodec.decompress(data)
+    assert "\n" not in str(e.value)
+
+
+def test_height_off_by_one_decodes_the_same_twice(crop_file):
+    """Issue 12: height 64 → 65 (CRC recomputed) gave a different image on every decode."""
+    data = fuzz.with_crc(fuzz.with_size(crop_file[:-4], 65, 64))
+    assert fuzz.outcome(api_decode, data) == fuzz.outcome(api_decode, data)
