@@ -212,7 +212,7 @@ def test_raw_file_helper_matches_pack():
         (_raw_file(b"caf\xe9"), "architecture name must be 1..64 ASCII characters"),
         (_raw_file(b"ab", height=0), "height must be an integer in 1..4294967295, got 0"),
         (_raw_file(b"ab", width=0), "width must be an integer in 1..4294967295, got 0"),
-        (_raw_file(b"ab", lmbda=float("nan")), "lmbda must be a finite float32 value"),
+        (_raw_file(b"ab", lmbda=float("nan")), "lmbda must be a positive finite float32 value"),
     ],
 )
 def test_invalid_fields_with_valid_crc(data, message):

@@ -10,6 +10,7 @@ so a failure never leaves a partial file and an existing file is only replaced w
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import sys
@@ -20,7 +21,7 @@ from PIL import Image
 from shallowcodec import bdrate, bench, classical, complexity, plots, sga
 from shallowcodec import train as training
 from shallowcodec.atomic import atomic_write
-from shallowcodec.codec import Codec, load
+from shallowcodec.codec import Codec, check_size, load
 from shallowcodec.codec import decompress as decode_file
 from shallowcodec.config import build_parser as build_train_parser
 from shallowcodec.config import config_from_args
@@ -48,6 +49,15 @@ DEFAULT_IMAGE = SHARED / "data" / "photos24" / "eval01_kodim23.png"
 DEFAULT_ANCHORS_DIR = SHARED / "anchors"
 
 
+#: ``-`` as an input or output of compress/decompress: stdin or stdout (no file named ``-`` is used;
+#: ``./-`` names one).
+STDIO = Path("-")
+#: Output formats that would add a second lossy step to a decoded image (noticed on stderr).
+LOSSY_FORMATS = {"JPEG", "WEBP"}
+#: Fragments of the messages of failed allocations (torch's CPU allocator raises RuntimeError).
+OUT_OF_MEMORY = ("can't allocate memory", "not enough memory", "out of memory", "failed to allocate")
+
+
 class CLIError(Exception):
     """A bad-input error reported as one line with exit code 1."""
 
@@ -66,11 +76,9 @@ def check_output(path: Path, force: bool) -> None:
         raise CLIError(f"cannot write {path}: no such folder")
 
 
-def write_output(path: Path, data: bytes | None = None, image=None, force: bool = False) -> None:
-    """Write bytes (or save a PIL image) to ``path`` atomically (atomic.py): never a partial file.
-
-    An image is saved in the format of the suffix (``.png``, ``.bmp``, ``.tif``, ...; PNG for an
-    unknown suffix). The file gets the usual permissions (0666 minus the umask).
+def write_output(path: Path, data: bytes, force: bool = False) -> None:
+    """Write bytes to ``path`` atomically (atomic.py): never a partial file; the file gets the usual
+    permissions (0666 minus the umask).
 
     Raises:
         CLIError: ``path`` exists and ``force`` is false, or it cannot be written.
@@ -78,15 +86,9 @@ def write_output(path: Path, data: bytes | None = None, image=None, force: bool 
     path = Path(path)
     check_output(path, force)
     try:
-        atomic_write(path, data if image is None else _image_saver(image, path.suffix))
+        atomic_write(path, data)
     except OSError as e:
         raise CLIError(f"cannot write {path}: {e.strerror or e}") from None
-
-
-def _image_saver(image, suffix: str):
-    """A writer of ``image`` in the format of ``suffix`` (PNG for an unknown one), for :func:`atomic_write`."""
-    fmt = Image.registered_extensions().get(suffix.lower(), "PNG")
-    return lambda f: image.save(f, format=fmt)
 
 
 def write_json(path: Path, data: dict, force: bool) -> None:
@@ -122,25 +124,90 @@ def refuse_same_file(input_path: Path, output: Path) -> None:
 
 
 def cmd_compress(args: argparse.Namespace) -> None:
-    refuse_same_file(args.input, args.output)
-    check_output(args.output, args.force)
-    x, notice = read_image(args.input)
+    check_paths(args)
+    x, notice = read_image(*image_source(args.input), check_size=lambda h, w: check_size(h, w, ImageError))
     if notice:
         print(f"note: {notice}", file=sys.stderr)
     codec = load(args.model, args.quality)
     data = codec.compress(x, sga_steps=args.sga_steps, sga_seconds=args.sga_seconds, seed=args.seed,
                           progress=sys.stderr.isatty())
-    write_output(args.output, data, force=args.force)
+    write_result(args.output, data, force=args.force)
     h, w = x.shape[-2:]
-    print(f"{args.output}: {codec.label}, {w}x{h}, {len(data)} bytes, {bpp(len(data), h * w):.4f} bpp")
+    print(f"{output_name(args.output)}: {codec.label}, {w}x{h}, {len(data)} bytes, {bpp(len(data), h * w):.4f} bpp",
+          file=status_stream(args.output))
 
 
 def cmd_decompress(args: argparse.Namespace) -> None:
-    refuse_same_file(args.input, args.output)
+    check_paths(args)
+    fmt = image_format(args.output)
+    if fmt in LOSSY_FORMATS:
+        print(f"note: writing {fmt} adds a second lossy step to the decoded image (use .png to keep it exactly)",
+              file=sys.stderr)
+    image = decode_file(read_input(args.input))
+    write_result(args.output, encode_image(image, fmt), force=args.force)
+    print(f"{output_name(args.output)}: {image.width}x{image.height}", file=status_stream(args.output))
+
+
+def check_paths(args: argparse.Namespace) -> None:
+    """Before any work: the output (unless stdout) must be writable and not the input (unless stdin).
+
+    Raises:
+        CLIError: see :func:`check_output` and :func:`refuse_same_file`.
+    """
+    if args.output == STDIO:
+        return
+    if args.input != STDIO:
+        refuse_same_file(args.input, args.output)
     check_output(args.output, args.force)
-    image = decode_file(read_bytes(args.input))
-    write_output(args.output, image=image, force=args.force)
-    print(f"{args.output}: {image.width}x{image.height}")
+
+
+def image_source(path: Path) -> tuple:
+    """Arguments of :func:`read_image` for ``path``: the path, or stdin's bytes for ``-``."""
+    return (io.BytesIO(read_input(path)), "<stdin>") if path == STDIO else (path, None)
+
+
+def read_input(path: Path) -> bytes:
+    """The bytes of ``path``, or all of stdin for ``-`` (binary).
+
+    Raises:
+        CLIError: the file cannot be read.
+    """
+    return sys.stdin.buffer.read() if path == STDIO else read_bytes(path)
+
+
+def image_format(path: Path) -> str:
+    """Pillow format of an output image by its suffix (PNG for an unknown one, and for stdout)."""
+    return "PNG" if path == STDIO else Image.registered_extensions().get(path.suffix.lower(), "PNG")
+
+
+def encode_image(image, fmt: str) -> bytes:
+    """A PIL image encoded in memory in Pillow format ``fmt`` (so that nothing is written if encoding fails)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def write_result(path: Path, data: bytes, force: bool) -> None:
+    """Write ``data`` to stdout (binary) for ``-``, else atomically to ``path`` (see :func:`write_output`).
+
+    Raises:
+        CLIError: as :func:`write_output`.
+    """
+    if path != STDIO:
+        write_output(path, data, force=force)
+        return
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+
+
+def output_name(path: Path) -> str:
+    """How the summary line names an output: its path, or ``<stdout>``."""
+    return "<stdout>" if path == STDIO else str(path)
+
+
+def status_stream(path: Path):
+    """Where the summary line goes: stdout, or stderr when stdout carries the output."""
+    return sys.stderr if path == STDIO else sys.stdout
 
 
 def file_info(path: Path) -> dict:
@@ -398,17 +465,18 @@ def build_parser() -> argparse.ArgumentParser:
     models = sorted(embedded_models()) or list(ARCHITECTURES)
 
     p = sub.add_parser("compress", help="compress an image to a .sdc file")
-    p.add_argument("input", type=Path, help="PNG, JPEG, WebP, BMP or TIFF image")
-    p.add_argument("-o", "--output", type=Path, required=True, help="the .sdc file to write")
+    p.add_argument("input", type=Path, help="PNG, JPEG, WebP, BMP or TIFF image; - for stdin")
+    p.add_argument("-o", "--output", type=Path, required=True, help="the .sdc file to write; - for stdout")
     add_model_arguments(p, models)
     add_sga_arguments(p)
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.set_defaults(func=cmd_compress)
 
     p = sub.add_parser("decompress", help="decode a .sdc file to an image")
-    p.add_argument("input", type=Path, help="a .sdc file")
+    p.add_argument("input", type=Path, help="a .sdc file; - for stdin")
     p.add_argument("-o", "--output", type=Path, required=True,
-                   help="image to write; format from the suffix (.png, .bmp, .tif, ...), PNG if unknown")
+                   help="image to write; format from the suffix (.png, .bmp, .tif, ...), PNG if unknown; "
+                        "- for PNG on stdout")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.set_defaults(func=cmd_decompress)
 
@@ -499,6 +567,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except OSError as e:
         print(f"shallowcodec {args.command}: error: {e.strerror or e}: {e.filename or ''}", file=sys.stderr)
+        return 1
+    except (MemoryError, RuntimeError) as e:
+        if isinstance(e, RuntimeError) and not any(m in str(e).lower() for m in OUT_OF_MEMORY):
+            raise
+        print(f"shallowcodec {args.command}: error: out of memory", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"shallowcodec {args.command}: interrupted", file=sys.stderr)

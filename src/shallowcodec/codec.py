@@ -13,6 +13,9 @@ encoding and cropped back after decoding (paper, Evaluation).
 
 from __future__ import annotations
 
+from fractions import Fraction
+
+import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
@@ -22,14 +25,40 @@ from shallowcodec.container import Bitstream, ContainerError, Header, pack, unpa
 from shallowcodec.entropy_coding import EntropyCodingError
 from shallowcodec.hyperprior import LatentStrings
 from shallowcodec.images import ImageError, image_to_tensor, tensor_to_image
+from shallowcodec.tiling import (
+    ANALYSIS_MARGIN,
+    ANALYSIS_TILE,
+    HYPER_ANALYSIS_MARGIN,
+    HYPER_ANALYSIS_TILE,
+    SYNTHESIS_MARGIN,
+    SYNTHESIS_TILE,
+    tiled,
+)
 from shallowcodec.variable_rate import lmbda_of, snap_quality
 from shallowcodec.zoo import DEFAULT_ARCHITECTURE, DEFAULT_QUALITY, LoadedModel, ModelNotFoundError, load_embedded
 
 #: The latent grid is 1/64 of the image (g_a: 16×, h_a: 4×), so the padded size is a multiple of 64.
 ALIGN = 64
-#: Largest image (pixels, 8192 × 8192) the codec accepts, so that a crafted header cannot make
-#: the decoder exhaust memory (decoding at this size needs a few GB; encoding much more).
+#: Largest image the codec accepts, in padded pixels (8192 × 8192; a 67,108,864 × 1 image pads
+#: to 64 rows and is refused), so that neither an image nor a crafted header can exhaust memory:
+#: with tiled transforms (tiling.py) coding at this size stays under 3 GB (benchmarks/memory.py).
 MAX_PIXELS = 1 << 26
+
+
+def padded_pixels(height: int, width: int) -> int:
+    """Pixels of a height × width image once mirror-padded to multiples of ALIGN (what the codec allocates)."""
+    return -(-height // ALIGN) * ALIGN * (-(-width // ALIGN) * ALIGN)
+
+
+def check_size(height: int, width: int, error: type[Exception]) -> None:
+    """Refuse an image whose padded size exceeds MAX_PIXELS.
+
+    Raises:
+        error: (ImageError or ContainerError) with a one-line message.
+    """
+    if padded_pixels(height, width) > MAX_PIXELS:
+        raise error(f"image of {width}×{height} pixels ({padded_pixels(height, width)} once padded to "
+                    f"multiples of {ALIGN}) exceeds the limit of {MAX_PIXELS} pixels")
 
 
 def mirror_pad(x: Tensor, align: int = ALIGN) -> Tensor:
@@ -110,14 +139,25 @@ class Codec:
         size = tuple(xs[0].shape[-2:])
         if any(tuple(x.shape[-2:]) != size for x in xs):
             raise ImageError("images of a batch must have equal sizes")
+        if sga_steps == 0 and sga_seconds is None:
+            return [self.pack_latents(*self.analysis(mirror_pad(x[None])), size) for x in xs]
         model = self.loaded.model
         x = mirror_pad(torch.stack(xs).float() / 255)
         with torch.no_grad():
             y, z = model.analysis(x, self.quality)
-        if sga_steps > 0 or sga_seconds is not None:
-            y, z = sga.refine(model, x, y, z, self.lmbda, size, quality=self.quality, steps=sga_steps,
-                              seconds=sga_seconds, seed=seed, progress=progress)
+        y, z = sga.refine(model, x, y, z, self.lmbda, size, quality=self.quality, steps=sga_steps,
+                          seconds=sga_seconds, seed=seed, progress=progress)
         return [self.pack_latents(y[i : i + 1], z[i : i + 1], size) for i in range(len(xs))]
+
+    @torch.no_grad()
+    def analysis(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Coded-domain latents y_g (1, M, H/16, W/16) and z_g (1, M, H/64, W/64) of a padded (1, 3, H, W)
+        uint8 image, g_a and h_a computed over overlapping tiles (tiling.py) so that memory stays bounded."""
+        model = self.loaded.model
+        y = tiled(lambda t: model.g_a(t.float() / 255), x, Fraction(1, 16), ANALYSIS_TILE, ANALYSIS_MARGIN)
+        z = tiled(model.h_a, y, Fraction(1, 4), HYPER_ANALYSIS_TILE, HYPER_ANALYSIS_MARGIN)
+        g = model.gains(self.quality, 1)
+        return (y, z) if g is None else (y.mul_(g.y), z.mul_(g.z))
 
     def pack_latents(self, y: Tensor, z: Tensor, size: tuple[int, int]) -> bytes:
         """Entropy-code coded-domain latents (rounded around μ and the prior's medians) into a ``.sdc`` file."""
@@ -148,10 +188,15 @@ class Codec:
         h, w = stream.header.height, stream.header.width
         z_shape = (-(-h // ALIGN), -(-w // ALIGN))
         try:
-            x_hat = self.loaded.model.decompress(LatentStrings(stream.z_string, stream.y_string, z_shape), self.quality)
+            y_hat = self.loaded.model.decompress_latents(LatentStrings(stream.z_string, stream.y_string, z_shape),
+                                                         self.quality)
         except EntropyCodingError as e:
             raise ContainerError(f"cannot decode: {e}") from None
-        return x_hat[0, :, :h, :w].mul(255).round().to(torch.uint8)
+        return tiled(self._to_pixels, y_hat, Fraction(16), SYNTHESIS_TILE, SYNTHESIS_MARGIN)[0, :, :h, :w]
+
+    def _to_pixels(self, y_hat: Tensor) -> Tensor:
+        """(1, M, h, w) coded ŷ_g → (1, 3, 16h, 16w) uint8: x̂ clamped to [0, 1], ×255, rounded."""
+        return self.loaded.model.reconstruct(y_hat, self.quality).clamp_(0, 1).mul_(255).round_().to(torch.uint8)
 
     def _check_header(self, header: Header) -> None:
         if (header.architecture, header.quality) != (self.architecture, self.quality):
@@ -160,8 +205,9 @@ class Codec:
         if header.weights_id != self.loaded.weights_id:
             raise ContainerError(f"file was encoded with other {header.architecture} weights "
                                  f"({header.weights_id:08x}; installed: {self.loaded.weights_id:08x})")
-        if header.height * header.width > MAX_PIXELS:
-            raise ContainerError(f"image of {header.width}×{header.height} pixels exceeds the decoder limit")
+        if header.lmbda != float(np.float32(self.lmbda)):
+            raise ContainerError(f"file's λ {header.lmbda!r} is not λ of {self.label} ({np.float32(self.lmbda)!r})")
+        check_size(header.height, header.width, ContainerError)
 
     @staticmethod
     def _as_tensor(image: Image.Image | Tensor) -> Tensor:
@@ -171,8 +217,7 @@ class Codec:
             raise ImageError("expected a PIL image or a (3, H, W) uint8 tensor")
         if image.shape[1] * image.shape[2] == 0:
             raise ImageError("empty image")
-        if image.shape[1] * image.shape[2] > MAX_PIXELS:
-            raise ImageError(f"image of {image.shape[2]}×{image.shape[1]} pixels exceeds the limit of {MAX_PIXELS} pixels")
+        check_size(image.shape[1], image.shape[2], ImageError)
         return image
 
 

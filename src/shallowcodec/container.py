@@ -125,7 +125,7 @@ def pack(header: Header, z_string: bytes, y_string: bytes) -> bytes:
     Returns the file's bytes. Raises ValueError (one line) if the header is
     invalid (name not 1..64 ASCII characters, quality not a multiple of 1/256 in
     0..65535/256, lmbda not
-    a finite float32, weights_id outside 0..2**32-1, height or width outside
+    a positive finite float32, weights_id outside 0..2**32-1, height or width outside
     1..2**32-1) or a string is longer than 2**32-1 bytes.
     """
     problem = _header_problem(header)
@@ -157,7 +157,7 @@ def unpack(data: bytes) -> Bitstream:
     (one line) for a bad magic, a truncated file, an unsupported version, a
     checksum mismatch, trailing data after the checksum, length fields that
     disagree with the file size, or invalid header fields (name not 1..64 ASCII
-    characters, zero height or width, non-finite lmbda).
+    characters, zero height or width, lmbda not positive and finite).
     """
     data = memoryview(data).tobytes()
     _check_preamble(data)
@@ -266,8 +266,8 @@ def _header_problem(header: Header) -> str | None:
     for field, value, low, high in ranges:
         if not _int_in(value, low, high):
             return f"{field} must be an integer in {low}..{high}, got {value!r}"
-    if not _is_float32(header.lmbda):
-        return f"lmbda must be a finite float32 value, got {header.lmbda!r}"
+    if not _is_float32(header.lmbda) or not header.lmbda > 0:
+        return f"lmbda must be a positive finite float32 value, got {header.lmbda!r}"
     return None
 
 

@@ -24,6 +24,7 @@ A variable-rate model wraps the quantization of y and z in gains γ(q) (variable
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 import torch
@@ -34,6 +35,7 @@ from torch import Tensor, nn
 
 from shallowcodec import entropy_coding
 from shallowcodec.entropy_parameters import EntropyParameters, log_scale_thresholds, scale_indexes
+from shallowcodec.tiling import HYPER_SYNTHESIS_MARGIN, HYPER_SYNTHESIS_TILE, exact_synthesis, tiled
 from shallowcodec.variable_rate import Gains, GainUnits
 
 QUANTIZERS = ("noise", "mixed")
@@ -120,12 +122,18 @@ class ShallowHyperprior(CompressionModel):
     def entropy_parameters(self, z_hat: Tensor, quality: float | None = None) -> EntropyParameters:
         """Exact μ_g and scale indexes of y_g from the coded ẑ_g (1, M, h/4, w/4), identical on every CPU.
 
-        float64 fixed-point h_s, gains from :meth:`GainUnits.exact` (entropy_parameters.py).
+        float64 fixed-point h_s, gains from :meth:`GainUnits.exact` (entropy_parameters.py), computed
+        over tiles of ẑ (tiling.py): exact arithmetic, so the result does not depend on the tiling,
+        and memory beyond the result (μ, log σ float64, indexes int32) is that of one tile.
         """
         g = None if self.gain is None else self.gain.exact(quality)
-        mu, log_sigma = self.h_s(z_hat.double() if g is None else z_hat.double() * g.z_inv, exact=True)
-        if g is not None:
-            mu, log_sigma = mu * g.y, log_sigma + g.log_y
+
+        def tile(z: Tensor) -> Tensor:
+            mu, log_sigma = self.h_s(z.double() if g is None else z.double() * g.z_inv, exact=True)
+            return torch.cat([mu, log_sigma] if g is None else [mu * g.y, log_sigma + g.log_y], dim=1)
+
+        out = tiled(tile, z_hat, Fraction(4), HYPER_SYNTHESIS_TILE, HYPER_SYNTHESIS_MARGIN)
+        mu, log_sigma = out.chunk(2, dim=1)
         thresholds = log_scale_thresholds(self.gaussian_conditional.scale_table)
         return EntropyParameters(mu, scale_indexes(log_sigma, thresholds), log_sigma)
 
@@ -135,11 +143,13 @@ class ShallowHyperprior(CompressionModel):
         return self.g_s(y_hat if g is None else y_hat * g.y_inv)
 
     def reconstruct(self, y_hat: Tensor, quality: float | None = None) -> Tensor:
-        """The decoder's x̂ (1, 3, 16h, 16w), unclamped, from the coded ŷ_g (float64): g_s(γ⁻¹_y·ŷ_g)
-        with the exact inverse gain (one IEEE product), then g_s in float32."""
+        """The decoder's x̂ (1, 3, 16h, 16w), unclamped, from the coded ŷ_g (1, M, h, w), float64: g_s(γ⁻¹_y·ŷ_g)
+        with the exact inverse gain (one IEEE product), then g_s in float32 with oneDNN off, so that
+        any tiling of ŷ gives the same x̂ bit for bit (tiling.py)."""
         if self.gain is not None:
             y_hat = y_hat.double() * self.gain.exact(quality).y_inv
-        return self.g_s(y_hat.float())
+        with exact_synthesis():
+            return self.g_s(y_hat.float())
 
     def forward(self, x: Tensor, quantizer: str = "noise", quality: float | Tensor | None = None) -> dict:
         """Training / evaluation pass with differentiable quantization surrogates.
