@@ -42,7 +42,7 @@ def measure(model, image: Image.Image, repeats: int) -> dict:
         z_hat = model.entropy_bottleneck.decompress(model.entropy_bottleneck.compress(z), z.shape[-2:])
         params = model.entropy_parameters(z_hat, 3.0)
     gc = model.gaussian_conditional
-    tables = entropy_coding.CdfTables(gc._quantized_cdf.numpy(), gc._cdf_length.numpy(), gc._offset.numpy())
+    tables = model.tables("y")
     symbols = torch.round(y.double() - params.mu).int().numpy()
     indexes = params.indexes.numpy()
     data = entropy_coding.encode(symbols, indexes, tables)

@@ -184,15 +184,26 @@ class Codec:
             ContainerError: the stream was made for another model, quality or weights, or its
                 entropy-coded strings are damaged, truncated or extended.
         """
+        return self.render(self.decode_latents(stream), stream.header.height, stream.header.width)
+
+    def decode_latents(self, stream: Bitstream) -> Tensor:
+        """The coded ŷ_g (1, M, ⌈H/64⌉·4, ⌈W/64⌉·4), float64, of a parsed bitstream: entropy decoding
+        and h_s only, bit-identical on every CPU.
+
+        Raises:
+            ContainerError: as :meth:`decode`.
+        """
         self._check_header(stream.header)
-        h, w = stream.header.height, stream.header.width
-        z_shape = (-(-h // ALIGN), -(-w // ALIGN))
+        z_shape = (-(-stream.header.height // ALIGN), -(-stream.header.width // ALIGN))
         try:
-            y_hat = self.loaded.model.decompress_latents(LatentStrings(stream.z_string, stream.y_string, z_shape),
-                                                         self.quality)
+            return self.loaded.model.decompress_latents(LatentStrings(stream.z_string, stream.y_string, z_shape),
+                                                        self.quality)
         except EntropyCodingError as e:
             raise ContainerError(f"cannot decode: {e}") from None
-        return tiled(self._to_pixels, y_hat, Fraction(16), SYNTHESIS_TILE, SYNTHESIS_MARGIN)[0, :, :h, :w]
+
+    def render(self, y_hat: Tensor, height: int, width: int) -> Tensor:
+        """(3, height, width) uint8 image of the coded ŷ_g (:meth:`decode_latents`): g_s over tiles of ŷ."""
+        return tiled(self._to_pixels, y_hat, Fraction(16), SYNTHESIS_TILE, SYNTHESIS_MARGIN)[0, :, :height, :width]
 
     def _to_pixels(self, y_hat: Tensor) -> Tensor:
         """(1, M, h, w) coded ŷ_g → (1, 3, 16h, 16w) uint8: x̂ clamped to [0, 1], ×255, rounded."""

@@ -39,6 +39,9 @@ from shallowcodec.tiling import HYPER_SYNTHESIS_MARGIN, HYPER_SYNTHESIS_TILE, ex
 from shallowcodec.variable_rate import Gains, GainUnits
 
 QUANTIZERS = ("noise", "mixed")
+#: Buffers stored with the parameters (zoo.py): both entropy models' integer CDF tables and the scale table.
+TABLE_NAMES = tuple(f"{model}.{name}" for model in ("entropy_bottleneck", "gaussian_conditional")
+                    for name in ("_quantized_cdf", "_offset", "_cdf_length")) + ("gaussian_conditional.scale_table",)
 
 
 @dataclass
@@ -251,11 +254,11 @@ class ShallowHyperprior(CompressionModel):
         """
         medians = self.z_medians()
         z_symbols = torch.round(z - medians).to(torch.int64).numpy()
-        z_string = entropy_coding.encode(z_symbols, self._z_indexes(z_symbols.shape), self._tables("z"))
+        z_string = entropy_coding.encode(z_symbols, self._z_indexes(z_symbols.shape), self.tables("z"))
         z_hat = torch.from_numpy(z_symbols).float() + medians
         params = self.entropy_parameters(z_hat, quality)
         y_symbols = torch.round(y.double() - params.mu).to(torch.int64).numpy()
-        y_string = entropy_coding.encode(y_symbols, params.indexes.numpy(), self._tables("y"))
+        y_string = entropy_coding.encode(y_symbols, params.indexes.numpy(), self.tables("y"))
         return LatentStrings(z_string, y_string, tuple(z.shape[-2:]))
 
     @torch.no_grad()
@@ -269,13 +272,13 @@ class ShallowHyperprior(CompressionModel):
             entropy_coding.EntropyCodingError: a string that is damaged, runs out or has data left.
         """
         shape = (1, self.entropy_bottleneck.channels, *strings.z_shape)
-        z_symbols = entropy_coding.decode(strings.z_string, self._z_indexes(shape), self._tables("z"))
+        z_symbols = entropy_coding.decode(strings.z_string, self._z_indexes(shape), self.tables("z"))
         z_hat = torch.from_numpy(z_symbols).float() + self.z_medians()
         params = self.entropy_parameters(z_hat, quality)
-        y_symbols = entropy_coding.decode(strings.y_string, params.indexes.numpy(), self._tables("y"))
+        y_symbols = entropy_coding.decode(strings.y_string, params.indexes.numpy(), self.tables("y"))
         return torch.from_numpy(y_symbols).double() + params.mu
 
-    def _tables(self, latent: str) -> entropy_coding.CdfTables:
+    def tables(self, latent: str) -> entropy_coding.CdfTables:
         """The integer CDF tables of z (factorized prior, one per channel) or y (Gaussian, one per scale)."""
         module = self.entropy_bottleneck if latent == "z" else self.gaussian_conditional
         return entropy_coding.CdfTables(module._quantized_cdf.numpy(), module._cdf_length.numpy(), module._offset.numpy())

@@ -11,7 +11,7 @@ variable-rate weights file.
 Weights files are safetensors (no pickle). Their string metadata holds ``architecture``,
 ``config`` (JSON of the builder's keyword arguments), for fixed-λ files ``quality`` and
 ``lmbda``, plus free-form training facts. Besides the parameters, a file stores the entropy
-coders' integer CDF tables and the scale table (:data:`TABLES`): computing them involves float
+coders' integer CDF tables and the scale table (hyperprior.TABLE_NAMES): computing them involves float
 erfc and sigmoid, which can differ in the last bit between CPUs, so every decoder uses the
 stored ones (the portable-bitstream guarantee, entropy_parameters.py). Files written before
 held parameters only; their tables are rebuilt on load.
@@ -30,7 +30,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load, save
 
 from shallowcodec.atomic import atomic_write
-from shallowcodec.hyperprior import ShallowHyperprior
+from shallowcodec.hyperprior import TABLE_NAMES, ShallowHyperprior
 from shallowcodec.transforms import (
     CNNAnalysis,
     ELICAnalysis,
@@ -43,9 +43,6 @@ from shallowcodec.transforms import (
 from shallowcodec.variable_rate import LMBDAS, GainUnits, lmbda_of
 
 DEFAULT_ARCHITECTURE = "two-layer"
-#: Buffers stored with the parameters: the integer CDF tables of both entropy models and the scale table.
-TABLES = tuple(f"{model}.{name}" for model in ("entropy_bottleneck", "gaussian_conditional")
-               for name in ("_quantized_cdf", "_offset", "_cdf_length")) + ("gaussian_conditional.scale_table",)
 #: Quality used when none is given: the middle of 0–6.
 DEFAULT_QUALITY = 3
 
@@ -126,7 +123,7 @@ def save_weights(path: Path, model: ShallowHyperprior, architecture: str, config
                  quality: int | None = None, lmbda: float | None = None, half: bool = True, **facts) -> None:
     """Write the model's parameters (fp16 when ``half``) and metadata to a safetensors file.
 
-    Stores the parameters and the entropy coders' tables (:data:`TABLES`, rebuilt here from the
+    Stores the parameters and the entropy coders' tables (:data:`TABLE_NAMES`, rebuilt here from the
     parameters with ``model.update(force=True)``), no optimizer state. ``quality`` and ``lmbda``
     describe a fixed-λ model (None for a variable-rate one). ``facts`` (e.g. steps,
     train_seconds, crop) are stored as JSON strings. Written atomically (atomic.py).
@@ -137,7 +134,7 @@ def save_weights(path: Path, model: ShallowHyperprior, architecture: str, config
     model.update(force=True)
     tensors = {k: (v.detach().half() if half else v.detach()).contiguous() for k, v in model.named_parameters()}
     buffers = dict(model.named_buffers())
-    tensors.update({k: buffers[k].detach().cpu().contiguous() for k in TABLES})
+    tensors.update({k: buffers[k].detach().cpu().contiguous() for k in TABLE_NAMES})
     meta = {"architecture": architecture, "config": json.dumps(config)}
     if not model.variable_rate:
         meta.update(quality=str(quality), lmbda=repr(lmbda))
@@ -181,8 +178,8 @@ def _copy_tensors(model: ShallowHyperprior, tensors: dict) -> bool:
         ValueError: names differ; RuntimeError: shapes differ.
     """
     params = dict(model.named_parameters())
-    has_tables = all(k in tensors for k in TABLES)
-    if set(tensors) != set(params) | (set(TABLES) if has_tables else set()):
+    has_tables = all(k in tensors for k in TABLE_NAMES)
+    if set(tensors) != set(params) | (set(TABLE_NAMES) if has_tables else set()):
         raise ValueError("parameter names do not match the architecture")
     with torch.no_grad():
         for name, value in tensors.items():
