@@ -203,11 +203,12 @@ class Codec:
 
     def render(self, y_hat: Tensor, height: int, width: int) -> Tensor:
         """(3, height, width) uint8 image of the coded ŷ_g (:meth:`decode_latents`): g_s over tiles of ŷ."""
-        return tiled(self._to_pixels, y_hat, Fraction(16), SYNTHESIS_TILE, SYNTHESIS_MARGIN)[0, :, :height, :width]
+        y = self.loaded.model.ungain(y_hat, self.quality)
+        return tiled(self._to_pixels, y, Fraction(16), SYNTHESIS_TILE, SYNTHESIS_MARGIN)[0, :, :height, :width]
 
-    def _to_pixels(self, y_hat: Tensor) -> Tensor:
-        """(1, M, h, w) coded ŷ_g → (1, 3, 16h, 16w) uint8: x̂ clamped to [0, 1], ×255, rounded."""
-        return self.loaded.model.reconstruct(y_hat, self.quality).clamp_(0, 1).mul_(255).round_().to(torch.uint8)
+    def _to_pixels(self, y: Tensor) -> Tensor:
+        """(1, M, h, w) ungained ŷ → (1, 3, 16h, 16w) uint8: x̂ clamped to [0, 1], ×255, rounded."""
+        return self.loaded.model.synthesis_exact(y).clamp_(0, 1).mul_(255).round_().to(torch.uint8)
 
     def _check_header(self, header: Header) -> None:
         if (header.architecture, header.quality) != (self.architecture, self.quality):

@@ -145,14 +145,22 @@ class ShallowHyperprior(CompressionModel):
         g = self.gains(quality, y_hat.shape[0])
         return self.g_s(y_hat if g is None else y_hat * g.y_inv)
 
-    def reconstruct(self, y_hat: Tensor, quality: float | None = None) -> Tensor:
-        """The decoder's x̂ (1, 3, 16h, 16w), unclamped, from the coded ŷ_g (1, M, h, w), float64: g_s(γ⁻¹_y·ŷ_g)
-        with the exact inverse gain (one IEEE product), then g_s in float32 with oneDNN off, so that
-        any tiling of ŷ gives the same x̂ bit for bit (tiling.py)."""
+    def ungain(self, y_hat: Tensor, quality: float | None = None) -> Tensor:
+        """The decoder's g_s input (1, M, h, w), float32, from the coded ŷ_g (float64): γ⁻¹_y·ŷ_g with the
+        exact inverse gain (one IEEE product per element), computed once per image, not per tile."""
         if self.gain is not None:
             y_hat = y_hat.double() * self.gain.exact(quality).y_inv
+        return y_hat.float()
+
+    def synthesis_exact(self, y: Tensor) -> Tensor:
+        """x̂ (1, 3, 16h, 16w), unclamped, from an :meth:`ungain` output (or a tile of it): g_s in float32
+        with oneDNN off, so that any tiling of ŷ gives the same x̂ bit for bit (tiling.py)."""
         with exact_synthesis():
-            return self.g_s(y_hat.float())
+            return self.g_s(y.float())
+
+    def reconstruct(self, y_hat: Tensor, quality: float | None = None) -> Tensor:
+        """The decoder's x̂ (1, 3, 16h, 16w), unclamped, from the coded ŷ_g (1, M, h, w), float64, untiled."""
+        return self.synthesis_exact(self.ungain(y_hat, quality))
 
     def forward(self, x: Tensor, quantizer: str = "noise", quality: float | Tensor | None = None) -> dict:
         """Training / evaluation pass with differentiable quantization surrogates.

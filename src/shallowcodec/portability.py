@@ -50,6 +50,7 @@ def decode_files(files: list[Path], out: Path, all_pixels: bool = True) -> None:
     """
     import torch
 
+    from shallowcodec.codec import load
     from shallowcodec.container import unpack
 
     codecs: dict = {}
@@ -60,7 +61,9 @@ def decode_files(files: list[Path], out: Path, all_pixels: bool = True) -> None:
         for i, path in enumerate(files):
             stream = unpack(path.read_bytes())
             key = (stream.header.architecture, stream.header.quality)
-            codec = codecs[key] if key in codecs else codecs.setdefault(key, _load(*key))
+            if key not in codecs:
+                codecs[key] = load(*key)
+            codec = codecs[key]
             y_hat = codec.decode_latents(stream)
             arrays[f"{i}/{int(mkldnn)}{threads}/y"] = np.frombuffer(hashlib.sha256(y_hat.numpy().tobytes()).digest(),
                                                                     np.uint8)
@@ -68,12 +71,6 @@ def decode_files(files: list[Path], out: Path, all_pixels: bool = True) -> None:
                 arrays[f"{i}/{int(mkldnn)}{threads}/x"] = codec.render(y_hat, stream.header.height,
                                                                        stream.header.width).numpy()
     np.savez(out, **arrays)
-
-
-def _load(architecture: str, quality: float):
-    from shallowcodec.codec import load
-
-    return load(architecture, quality)
 
 
 def encode_files(images: list[Path], models: list[str], qualities: list[float], crop: int, out: Path) -> list[Path]:
