@@ -37,7 +37,7 @@ import sys
 import time
 from pathlib import Path
 
-from shallowcodec.zoo import embedded_models, model_card
+from shallowcodec.model_files import embedded_models, model_card
 
 PLANNED_STEPS = 30_000
 CROP_256_FROM = 20_000

@@ -16,7 +16,8 @@ import argparse
 import json
 from pathlib import Path
 
-from shallowcodec.zoo import embedded_models, load_weights, save_weights, weights_dir
+from shallowcodec.model_files import embedded_models, weights_dir
+from shallowcodec.zoo import load_weights, save_weights
 
 
 def rewrite(src: Path, dst: Path, **extra) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from shallowcodec import train
 from shallowcodec.config import build_parser, config_from_args
-from shallowcodec.zoo import embedded_models, model_card
+from shallowcodec.model_files import embedded_models, model_card
 
 #: Minutes kept from each run's share for start-up and saving (the trainer's --max-minutes
 #: counts training steps only).

@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from shallowcodec import cli as cli_main
-from shallowcodec import codec, container, evaluation, images, zoo
+from shallowcodec import codec, container, evaluation, images, quality
 from shallowcodec.images import tensor_to_image
 
 PHOTO = "eval03_sail.png"
@@ -63,7 +63,7 @@ def test_compress_reports_bpp(compressed, sail):
     with Image.open(sail) as im:
         w, h = im.size
     assert f"{8 * size / (w * h):.4f} bpp" in result.stdout
-    assert f"two-layer q{zoo.DEFAULT_QUALITY}" in result.stdout
+    assert f"two-layer q{quality.DEFAULT_QUALITY}" in result.stdout
 
 
 def test_info_json(compressed, sail):
@@ -75,14 +75,14 @@ def test_info_json(compressed, sail):
         w, h = im.size
     assert (w, h) == (768, 512)
     assert info["model"] == "two-layer"
-    assert info["quality"] == zoo.DEFAULT_QUALITY == 3
+    assert info["quality"] == quality.DEFAULT_QUALITY == 3
     assert (info["height"], info["width"]) == (h, w)
     assert info["bytes"] == out.stat().st_size
     assert info["bpp"] == pytest.approx(8 * out.stat().st_size / (h * w))
     assert info["header_bytes"] == container.header_size("two-layer")
     header = container.unpack(out.read_bytes()).header
     assert info["weights_id"] == f"{header.weights_id:08x}"
-    assert info["lmbda"] == pytest.approx(zoo.LMBDAS[3], rel=1e-6)
+    assert info["lmbda"] == pytest.approx(quality.LMBDAS[3], rel=1e-6)
 
 
 def test_decompress_refuses_existing_output_then_force_overwrites(compressed, work, sail, capsys):
@@ -160,7 +160,7 @@ def test_models_json(capsys):
     assert {"two-layer", "jpeg-like"} <= set(table)
     for arch, card in table.items():
         assert card["default_quality"] == 3 and card["variable_rate"]
-        assert card["qualities"] == list(range(7)) and card["lmbdas"] == list(zoo.LMBDAS)
+        assert card["qualities"] == list(range(7)) and card["lmbdas"] == list(quality.LMBDAS)
     assert cli_main.main(["models"]) == 0
     assert "two-layer (default)" in capsys.readouterr().out
 
@@ -183,7 +183,7 @@ def test_rgba_input_with_jpeg_like_quality_1(work, photo_crop, capsys):
     assert (fields["model"], fields["quality"]) == ("jpeg-like", 1)
     assert (fields["height"], fields["width"]) == (128, 192)
     assert fields["bytes"] == os.path.getsize(out)
-    assert fields["lmbda"] == pytest.approx(zoo.LMBDAS[1], rel=1e-6)
+    assert fields["lmbda"] == pytest.approx(quality.LMBDAS[1], rel=1e-6)
     # and it decodes (in-process) to the crop's size with a sane quality
     decoded = codec.load("jpeg-like", 1).decompress_tensor(out.read_bytes())
     assert decoded.shape == (3, 128, 192)

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from shallowcodec import bench, cli
+from shallowcodec import bench, cli, codec
 from shallowcodec.evaluation import SCHEMA, load_result
 from shallowcodec.images import tensor_to_image
 
@@ -24,13 +24,13 @@ def folder(photo_crop, tmp_path):
 
 @pytest.fixture
 def tiny_models(codec_factory, monkeypatch):
-    """`load(name, quality)` in cli and bench returns tiny seeded codecs (qualities 1 and 3)."""
+    """`load(name, quality)` in the cli's commands and bench returns tiny seeded codecs (qualities 1 and 3)."""
     made = {q: codec_factory(f"q{q}.safetensors", quality=q, lmbda=0.00125 * 2**q, seed=q) for q in (1, 3)}
 
     def load(name, quality=None):
         return made[3 if quality is None else quality]
 
-    monkeypatch.setattr(cli, "load", load)
+    monkeypatch.setattr(codec, "load", load)  # cli imports it when a command runs
     monkeypatch.setattr(bench, "load", load)
     return made
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
+from shallowcodec.model_files import embedded_models
 from shallowcodec.portability import KERNEL_SETS, check
-from shallowcodec.zoo import embedded_models
 
 
 @pytest.fixture(scope="module")
@@ -20,8 +20,9 @@ def result(photos24):
 
 def test_every_kernel_set_decodes_the_same_y_hat(result):
     assert result["files"] == 2 * 2 * 3 * 3  # (native + AVX2-encoded) × images × models × qualities
-    assert len(result["kernels"]) == len(KERNEL_SETS) + 1
-    assert [r["y_mismatches"] for r in result["kernels"]] == [0] * (len(KERNEL_SETS) + 1)
+    assert result["variants"] == 6  # torch: oneDNN on/off × 1, 2 threads; numpy decoder: 1, 2 threads
+    assert len(result["kernels"]) == len(KERNEL_SETS) + 2  # + native (both decoders) + the AVX2-encoding process
+    assert [r["y_mismatches"] for r in result["kernels"]] == [0] * (len(KERNEL_SETS) + 2)
 
 
 def test_pixels_differ_by_at_most_one_level(result):

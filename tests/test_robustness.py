@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 import shallowcodec
-from shallowcodec import cli, codec, container, images
+from shallowcodec import cli, codec, container, decoder, images
 
 #: Offset of the float32 λ field in a two-layer file: magic, version, n, name, quality.
 LMBDA_AT = 4 + 1 + 1 + len("two-layer") + 2
@@ -60,9 +60,9 @@ def test_thin_images_over_the_padded_limit_are_refused_without_allocating(height
 
 
 def test_the_largest_padded_size_is_accepted():
-    assert codec.padded_pixels(8192, 8192) == codec.MAX_PIXELS
-    assert codec.padded_pixels(8130, 8150) == codec.MAX_PIXELS
-    assert codec.padded_pixels(1, 67_108_864) == 64 * codec.MAX_PIXELS
+    assert container.padded_pixels(8192, 8192) == container.MAX_PIXELS
+    assert container.padded_pixels(8130, 8150) == container.MAX_PIXELS
+    assert container.padded_pixels(1, 67_108_864) == 64 * container.MAX_PIXELS
 
 
 def test_a_header_claiming_a_thin_image_over_the_padded_limit_is_refused(small_file):
@@ -92,7 +92,7 @@ def test_out_of_memory_is_one_line_and_writes_nothing(tmp_path, capsys, monkeypa
         raise error
 
     monkeypatch.setattr(codec.Codec, "compress", fail)
-    monkeypatch.setattr(codec.Codec, "decode", fail)
+    monkeypatch.setattr(decoder.Decoder, "decode", fail)
     code, err = run_cli(capsys, "compress", tmp_path / "a.png", "-o", tmp_path / "b.sdc")
     assert one_line_error(code, err, "compress").endswith("out of memory")
     code, err = run_cli(capsys, "decompress", tmp_path / "a.sdc", "-o", tmp_path / "b.png")

@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from shallowcodec import data, distributed, train, zoo
+from shallowcodec import data, distributed, model_files, quality, train, zoo
 from shallowcodec.config import build_parser, config_from_args
 from shallowcodec.images import tensor_to_image
 
@@ -219,14 +219,14 @@ def test_tiny_training_run_writes_loadable_weights(train_folder, tmp_path, resto
     assert train.main(_argv(train_folder, out)) == 0
     assert capsys.readouterr().out.strip() == str(out)
     loaded = zoo.load_weights(out)
-    assert (loaded.architecture, loaded.quality, loaded.lmbda) == ("two-layer", 3, zoo.LMBDAS[3])
+    assert (loaded.architecture, loaded.quality, loaded.lmbda) == ("two-layer", 3, quality.LMBDAS[3])
     facts = _facts(out)
     assert (facts["steps"], facts["planned_steps"], facts["crop"]) == (6, 6, 64)
     assert facts["config"] == {"N": 8, "M": 16}
     assert (facts["world_size"], facts["device"], facts["threads"], facts["bf16"]) == (1, "cpu", 1, False)
     assert 0 < facts["core_hours"] == pytest.approx(facts["train_seconds"] / 3600, abs=1e-4)
     assert "gpu_hours" not in facts
-    assert zoo.model_card(out)["steps"] == 6
+    assert model_files.model_card(out)["steps"] == 6
     # the parameters moved away from the seed-0 initialization
     torch.manual_seed(0)
     init = zoo.build("two-layer", N=8, M=16)
@@ -403,7 +403,7 @@ def test_foreign_weights_files_are_named_as_such(tmp_path, content):
     with pytest.raises(zoo.ModelNotFoundError, match="not a shallowcodec weights file"):
         zoo.load_weights(path)
     with pytest.raises(zoo.ModelNotFoundError, match="not a shallowcodec weights file"):
-        zoo.model_card(path)
+        model_files.model_card(path)
 
 
 def test_resumed_fine_tune_keeps_its_init(train_folder, tmp_path):
@@ -432,7 +432,7 @@ def test_variable_rate_training_writes_a_model_for_all_qualities(train_folder, t
     out = tmp_path / "vr.safetensors"
     assert train.main(_variable_rate(_argv(train_folder, out, "--init", str(init), steps=3))) == 0
     loaded = zoo.load_weights(out)
-    card = zoo.model_card(out)
+    card = model_files.model_card(out)
     assert loaded.variable_rate and card["qualities"] == list(range(7))
     assert (card["steps"], card["total_steps"], card["init"]) == (3, 8, init.name)
     moved = loaded.model.g_s.out.weight - fixed.loaded.model.g_s.out.weight

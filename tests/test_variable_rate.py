@@ -9,10 +9,11 @@ import pytest
 import torch
 
 import shallowcodec
-from shallowcodec import codec, container, images, sga, zoo
+from shallowcodec import codec, container, images, model_files, sga
 from shallowcodec.codec import mirror_pad
 from shallowcodec.container import ContainerError
-from shallowcodec.variable_rate import LMBDAS, GainUnits, lmbda_of, snap_quality
+from shallowcodec.quality import LMBDAS, lmbda_of, snap_quality
+from shallowcodec.variable_rate import GainUnits
 
 
 @pytest.fixture
@@ -126,7 +127,7 @@ def test_embedded_files_decode_at_a_fractional_quality(photo_crop):
 def test_weights_file_of_a_variable_rate_model(codec_factory, tmp_path):
     c = codec_factory("vr.safetensors", variable_rate=True)
     assert c.loaded.variable_rate and (c.loaded.quality, c.loaded.lmbda) == (None, None)
-    card = zoo.model_card(tmp_path / "vr.safetensors")
+    card = model_files.model_card(tmp_path / "vr.safetensors")
     assert card["variable_rate"] and card["qualities"] == list(range(7)) and card["lmbdas"] == list(LMBDAS)
     assert "gain.log_y_gain" in dict(c.loaded.model.named_parameters())
 

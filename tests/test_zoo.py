@@ -9,8 +9,8 @@ import pytest
 import torch
 from safetensors.torch import save
 
-from shallowcodec import codec, zoo
-from shallowcodec.zoo import ModelNotFoundError
+from shallowcodec import codec, model_files, quality, zoo
+from shallowcodec.model_files import ModelNotFoundError
 
 
 def test_save_load_weights_round_trip(tiny_codec, tmp_path):
@@ -89,13 +89,13 @@ def test_build_produces_requested_widths():
     assert model.g_s.deconv.in_channels == 16 and model.g_s.deconv.kernel_size == (26, 26)
     assert model.entropy_bottleneck.channels == 16
     assert set(zoo.ARCHITECTURES) == {"jpeg-like", "two-layer", "two-layer-nores", "mbt2018-mean"}
-    assert zoo.LMBDAS == (0.00125, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08)
+    assert quality.LMBDAS == (0.00125, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08)
 
 
 def test_embedded_models_are_variable_rate_and_small():
-    found = zoo.embedded_models()
+    found = model_files.embedded_models()
     assert {"two-layer", "jpeg-like"} <= set(found)
     for arch, path in found.items():
         assert path.name == f"{arch}.safetensors" and path.stat().st_size <= 25 * 2**20
-        assert zoo.model_card(path)["variable_rate"]
-    assert codec.load("two-layer").quality == zoo.DEFAULT_QUALITY == 3
+        assert model_files.model_card(path)["variable_rate"]
+    assert codec.load("two-layer").quality == quality.DEFAULT_QUALITY == 3

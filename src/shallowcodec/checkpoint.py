@@ -20,7 +20,8 @@ from shallowcodec.atomic import atomic_write
 from shallowcodec.config import TrainConfig
 from shallowcodec.distributed import Process
 from shallowcodec.hyperprior import ShallowHyperprior
-from shallowcodec.zoo import LoadedModel, load_weights, model_card, save_weights
+from shallowcodec.model_files import model_card
+from shallowcodec.zoo import LoadedModel, load_weights, save_weights
 
 
 def run_hours(seconds: float, proc: Process) -> dict[str, float]:

@@ -1,5 +1,10 @@
 """Command-line interface: ``shallowcodec compress | decompress | info | models | eval | compare | plot |
-flops | bench | gap | train``.
+flops | bench | gap | analyze | train | distill | export``.
+
+Start-up is part of the product (a decode should not wait for PyTorch): this module imports no
+PyTorch, only the command being run defines its arguments in full (:func:`build_parser`), and
+the commands that need PyTorch import it inside their functions. ``decompress``, ``info``,
+``models`` and ``--help`` therefore start in well under a second.
 
 Exit codes: 0 success, 1 bad input (unreadable image, damaged file, unknown model or
 quality, existing output), 2 bad usage (argparse). Errors are one line on stderr, never a
@@ -18,28 +23,19 @@ from pathlib import Path
 
 from PIL import Image
 
-from shallowcodec import bdrate, bench, classical, complexity, plots, sga
-from shallowcodec import train as training
 from shallowcodec.atomic import atomic_write
-from shallowcodec.codec import Codec, check_size, load
-from shallowcodec.codec import decompress as decode_file
-from shallowcodec.config import build_parser as build_train_parser
-from shallowcodec.config import config_from_args
-from shallowcodec.container import ContainerError, header_size, unpack
-from shallowcodec.evaluation import curve, evaluate_sweep, inference_gap, load_result, rd_result
+from shallowcodec.container import ContainerError, check_size, header_size, unpack
+from shallowcodec.decoder import decompress as decode_file
 from shallowcodec.images import ImageError, image_files, read_image
 from shallowcodec.metrics import bpp
-from shallowcodec.variable_rate import MAX_QUALITY, snap_quality
-from shallowcodec.zoo import (
-    ARCHITECTURES,
+from shallowcodec.model_files import (
+    ARCHITECTURE_NAMES,
     DEFAULT_ARCHITECTURE,
-    DEFAULT_QUALITY,
     ModelNotFoundError,
-    build,
     embedded_models,
     embedded_table,
-    load_weights,
 )
+from shallowcodec.quality import DEFAULT_QUALITY, MAX_QUALITY, snap_quality
 
 #: The project's shared folder beside the repository (src/shallowcodec/cli.py → repo → its parent).
 SHARED = Path(__file__).resolve().parents[3] / "shared"
@@ -128,6 +124,8 @@ def cmd_compress(args: argparse.Namespace) -> None:
     x, notice = read_image(*image_source(args.input), check_size=lambda h, w: check_size(h, w, ImageError))
     if notice:
         print(f"note: {notice}", file=sys.stderr)
+    from shallowcodec.codec import load
+
     codec = load(args.model, args.quality)
     data = codec.compress(x, sga_steps=args.sga_steps, sga_seconds=args.sga_seconds, seed=args.seed,
                           progress=sys.stderr.isatty())
@@ -180,10 +178,15 @@ def image_format(path: Path) -> str:
     return "PNG" if path == STDIO else Image.registered_extensions().get(path.suffix.lower(), "PNG")
 
 
+#: Pillow save options per output format: PNG with zlib level 1 (4× faster than Pillow's default 6 on eval01,
+#: 10 % larger), so that writing the PNG does not cost more than decoding it.
+SAVE_OPTIONS = {"PNG": {"compress_level": 1}}
+
+
 def encode_image(image, fmt: str) -> bytes:
     """A PIL image encoded in memory in Pillow format ``fmt`` (so that nothing is written if encoding fails)."""
     buffer = io.BytesIO()
-    image.save(buffer, format=fmt)
+    image.save(buffer, format=fmt, **SAVE_OPTIONS.get(fmt, {}))
     return buffer.getvalue()
 
 
@@ -252,6 +255,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
     paths = expand_images([args.input])
     if not paths:
         raise CLIError(f"no images in {args.input}")
+    from shallowcodec.evaluation import evaluate_sweep, rd_result
+
     if args.json:
         check_output(args.json, args.force)
     codecs = eval_codecs(args)
@@ -284,6 +289,10 @@ def eval_codecs(args: argparse.Namespace) -> list:
     Qualities: ``--qualities``, else ``--quality``, else the model's default quality (a fixed-λ
     weights file: its own) or the classical codec's default sweep.
     """
+    from shallowcodec import classical
+    from shallowcodec.codec import Codec, load
+    from shallowcodec.zoo import load_weights
+
     qualities = args.qualities or ([args.quality] if args.quality is not None else None)
     if args.codec:
         if qualities and any(q != int(q) for q in qualities):
@@ -305,8 +314,25 @@ def point_summary(point: dict) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from shallowcodec import train as training
+    from shallowcodec.config import config_from_args
+
     path = training.train(config_from_args(args))
     if os.environ.get("RANK", "0") == "0":  # one line per run, also under torchrun
+        print(path)
+
+
+def cmd_distill(args: argparse.Namespace) -> None:
+    from shallowcodec import distill  # local import: only this command needs the distillation trainer
+
+    options = {k: v for k, v in vars(args).items() if k not in ("command", "func")}
+    print(distill.main_line(distill.distill(distill.DistillConfig(**options))))
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from shallowcodec import export  # local import: exporting needs PyTorch and onnx
+
+    for path in export.export_onnx(args.onnx, args.model or embedded_names(), force=args.force):
         print(path)
 
 
@@ -340,6 +366,7 @@ def lower_bounded(kind: type, low: float, inclusive: bool = False):
 
 def add_sga_arguments(p: argparse.ArgumentParser, steps: int = 0) -> None:
     """--sga-steps / --sga-seconds / --seed: per-image iterative encoding (sga.py)."""
+    from shallowcodec import sga
     p.add_argument("--sga-steps", type=lower_bounded(int, 0, inclusive=True), default=steps,
                    help=f"SGA iterations per image (paper: {sga.DEFAULT_STEPS}; default {steps})")
     p.add_argument("--sga-seconds", type=lower_bounded(float, 0), help="SGA time budget per image instead of a step count")
@@ -350,6 +377,9 @@ def cmd_gap(args: argparse.Namespace) -> None:
     paths = expand_images(args.images)
     if not paths:
         raise CLIError("no images given")
+    from shallowcodec.codec import load
+    from shallowcodec.evaluation import inference_gap
+
     if args.json:
         check_output(args.json, args.force)
     codec = load(args.model, args.quality)
@@ -372,6 +402,8 @@ def cmd_gap(args: argparse.Namespace) -> None:
 
 def read_result(path: Path) -> dict:
     """A result file of ``shallowcodec eval --json``; unreadable or foreign files are a :class:`CLIError`."""
+    from shallowcodec.evaluation import load_result
+
     try:
         return load_result(path)
     except OSError as e:
@@ -382,6 +414,9 @@ def read_result(path: Path) -> dict:
 
 def bd_metrics(a: dict, b: dict, metric: str) -> dict | None:
     """BD-rate (%) and BD-quality (dB) of result ``b`` against ``a`` for one metric; None if a file lacks it."""
+    from shallowcodec import bdrate
+    from shallowcodec.evaluation import curve
+
     try:
         (rate_a, q_a), (rate_b, q_b) = curve(a, metric), curve(b, metric)
     except ValueError:
@@ -405,6 +440,8 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
 
 def cmd_plot(args: argparse.Namespace) -> None:
+    from shallowcodec import plots
+
     check_output(args.output, args.force)
     results = [read_result(path) for path in args.results]
     curves = [plots.result_curve(r) for r in results]
@@ -416,9 +453,12 @@ def cmd_plot(args: argparse.Namespace) -> None:
 
 
 def cmd_flops(args: argparse.Namespace) -> None:
+    from shallowcodec import complexity
+    from shallowcodec.zoo import build
+
     rows = []
-    for name in [args.model] if args.model else list(ARCHITECTURES):
-        config = complexity.flops_config(name, args.paper_size)
+    for name in [args.model] if args.model else list(ARCHITECTURE_NAMES):
+        config = complexity.flops_config(name, args.paper_size, json.loads(args.config))
         rows.append({"model": name, "config": config, **complexity.flops_per_pixel(build(name, **config)),
                      "paper": complexity.PAPER_FLOPS.get(name) if args.paper_size else None})
     if args.json:
@@ -435,6 +475,8 @@ def cmd_flops(args: argparse.Namespace) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
+    from shallowcodec import bench
+
     x, notice = read_image(args.image)
     if notice:
         print(f"note: {notice}", file=sys.stderr)
@@ -443,11 +485,14 @@ def cmd_bench(args: argparse.Namespace) -> None:
         print(json.dumps(report, indent=2))
         return
     for n, rows in report["threads"].items():
-        print(f"{report['image']} {report['width']}x{report['height']}, median of {report['runs']} runs, {n} thread(s)")
+        startup = report["startup_s"].get(n)
+        print(f"{report['image']} {report['width']}x{report['height']}, median of {report['runs']} runs, {n} thread(s)"
+              + (f"; decoder start-up (imports + weights) {startup:.3f} s" if startup else ""))
         print(f"  {'codec':38s}{'bytes':>7s}{'bpp':>7s}{'enc s':>8s}{'dec s':>8s}{'entropy':>8s}{'h_s':>8s}"
-              f"{'g_s':>8s}{'÷2-layer':>9s}{'÷jpeg-like':>11s}")
+              f"{'g_s':>8s}{'CLI s':>8s}{'÷2-layer':>9s}{'÷jpeg-like':>11s}")
         for r in rows:
-            split = "".join(f"{r[k]:8.4f}" if k in r else f"{'':8s}" for k in ("entropy_s", "h_s_s", "g_s_s"))
+            split = "".join(f"{r[k]:8.4f}" if r.get(k) is not None else f"{'':8s}"
+                            for k in ("entropy_s", "h_s_s", "g_s_s", "cli_s"))
             print(f"  {r['name']:38s}{r['bytes']:7d}{r['bpp']:7.3f}{r['encode_s']:8.4f}{r['decode_s']:8.4f}{split}"
                   f"{r['decode_vs_two_layer']:9.2f}{r['decode_vs_jpeg_like']:11.2f}")
 
@@ -459,20 +504,16 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="shallowcodec", description="Learned image codec with shallow decoders.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    models = sorted(embedded_models()) or list(ARCHITECTURES)
-
-    p = sub.add_parser("compress", help="compress an image to a .sdc file")
+def define_compress(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", type=Path, help="PNG, JPEG, WebP, BMP or TIFF image; - for stdin")
     p.add_argument("-o", "--output", type=Path, required=True, help="the .sdc file to write; - for stdout")
-    add_model_arguments(p, models)
+    add_model_arguments(p, embedded_names())
     add_sga_arguments(p)
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.set_defaults(func=cmd_compress)
 
-    p = sub.add_parser("decompress", help="decode a .sdc file to an image")
+
+def define_decompress(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", type=Path, help="a .sdc file; - for stdin")
     p.add_argument("-o", "--output", type=Path, required=True,
                    help="image to write; format from the suffix (.png, .bmp, .tif, ...), PNG if unknown; "
@@ -480,19 +521,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.set_defaults(func=cmd_decompress)
 
-    p = sub.add_parser("info", help="print the header of a .sdc file")
+
+def define_info(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", type=Path)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("models", help="list the embedded models and qualities")
+
+def define_models(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models)
 
-    p = sub.add_parser("eval", help="compress and decode images; report bpp (file bytes), PSNR, MS-SSIM")
+
+def define_eval(p: argparse.ArgumentParser) -> None:
+    from shallowcodec import classical
+
     p.add_argument("input", type=Path, help="an image or a folder of images")
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--model", default=DEFAULT_ARCHITECTURE, choices=models,
+    which.add_argument("--model", default=DEFAULT_ARCHITECTURE, choices=embedded_names(),
                        help=f"embedded model (default: {DEFAULT_ARCHITECTURE})")
     which.add_argument("--weights", type=Path,
                        help="a weights file (e.g. from `shallowcodec train`) instead of an embedded model")
@@ -508,21 +554,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite an existing JSON file")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("gap", help="inference gap: R-D cost of the amortized encoder minus that after SGA")
+
+def define_gap(p: argparse.ArgumentParser) -> None:
+    from shallowcodec import sga
+
     p.add_argument("images", type=Path, nargs="+", help="images or folders")
-    add_model_arguments(p, models)
+    add_model_arguments(p, embedded_names())
     add_sga_arguments(p, steps=sga.DEFAULT_STEPS)
     p.add_argument("--json", type=Path, help="write per-image rows and the mean to this JSON file")
     p.add_argument("--force", action="store_true", help="overwrite an existing JSON file")
     p.set_defaults(func=cmd_gap)
 
-    p = sub.add_parser("compare", help="BD-rate and BD-PSNR of result B against result A (Bjøntegaard, PCHIP)")
+
+def define_compare(p: argparse.ArgumentParser) -> None:
     p.add_argument("a", type=Path, help="anchor result file (shallowcodec eval --json)")
     p.add_argument("b", type=Path, help="tested result file; negative BD-rate = B saves bits")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("plot", help="rate-distortion plot (PSNR and MS-SSIM dB against bpp) as PNG")
+
+def define_plot(p: argparse.ArgumentParser) -> None:
     p.add_argument("results", type=Path, nargs="*", help="result files (shallowcodec eval --json)")
     p.add_argument("-o", "--output", type=Path, required=True, help="PNG file")
     p.add_argument("--anchors", nargs="*", metavar="NAME",
@@ -533,13 +584,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.set_defaults(func=cmd_plot)
 
-    p = sub.add_parser("flops", help="FLOPs per pixel of g_a, h_a, g_s, h_s (paper convention)")
-    p.add_argument("--model", choices=list(ARCHITECTURES), help="one model (default: all)")
+
+def define_flops(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", choices=list(ARCHITECTURE_NAMES), help="one model (default: all)")
     p.add_argument("--paper-size", action="store_true", help="paper widths N=192, M=320 instead of the embedded ones")
+    p.add_argument("--config", default="{}",
+                   help='builder arguments to replace, e.g. \'{"hyper_synthesis": "cheap", "hyper_kernel": 4}\'')
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_flops)
 
-    p = sub.add_parser("bench", help="encode/decode wall time against mbt2018-mean and Pillow codecs")
+
+def define_bench(p: argparse.ArgumentParser) -> None:
+    from shallowcodec import bench
+
     p.add_argument("--image", type=Path, default=DEFAULT_IMAGE, help="photo (default: photos24 eval01)")
     p.add_argument("--quality", type=quality_type, help=f"quality of the embedded models (default {DEFAULT_QUALITY})")
     p.add_argument("--paper-size", action="store_true",
@@ -551,15 +608,95 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("train", help="train a fixed-λ (the paper's recipe) or variable-rate model; see README")
+
+def define_analyze(p: argparse.ArgumentParser) -> None:
+    from shallowcodec import analysis
+
+    analysis.add_arguments(p)
+
+
+def define_train(p: argparse.ArgumentParser) -> None:
+    from shallowcodec.config import build_parser as build_train_parser
+
     build_train_parser(p)
     p.set_defaults(func=cmd_train)
+
+
+def define_distill(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights", type=Path, required=True, help="source weights (e.g. an embedded model's file)")
+    p.add_argument("--out", type=Path, required=True, help="weights file to write (.safetensors)")
+    p.add_argument("--data", type=Path, required=True, help="folder of training images")
+    p.add_argument("--steps", type=int, default=3000, help="Adam steps (lr ×0.1 after 80 %%)")
+    p.add_argument("--crops", type=int, default=2000, help="random crops whose latents are cached")
+    p.add_argument("--crop", type=int, default=256, help="crop side, a multiple of 64")
+    p.add_argument("--hyper-kernel", type=int, default=6,
+                   help="kernel of the cheap h_s (FLOPs/pixel at M=320: 1,602 at 4, 3,602 at 6)")
+    p.add_argument("--batch-size", type=int, default=32, help="cached crops per step")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--max-minutes", type=float, help="stop after this long (the lr schedule follows the time)")
+    p.add_argument("--cache", type=Path, help="folder of the cached latents and images "
+                   "(default: latents beside --out, images where `train` keeps them)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: PyTorch's default)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--force", action="store_true", help="replace an existing --out")
+    p.set_defaults(func=cmd_distill)
+
+
+def define_export(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--onnx", type=Path, required=True, metavar="DIR",
+                   help="folder (created if missing) for <model>.g_s.onnx, <model>.h_s.onnx, <model>.tables.npz "
+                        "and README.md (the data flow)")
+    p.add_argument("--model", nargs="+", choices=embedded_names(), metavar="NAME",
+                   help=f"embedded models to export (default: all; {', '.join(embedded_names())})")
+    p.add_argument("--force", action="store_true", help="overwrite existing files")
+    p.set_defaults(func=cmd_export)
+
+
+def embedded_names() -> list[str]:
+    """Architectures with embedded weights (the --model choices)."""
+    return sorted(embedded_models()) or list(ARCHITECTURE_NAMES)
+
+
+#: Sub-commands: name → (one-line help, function that defines its arguments).
+COMMANDS = {
+    "compress": ("compress an image to a .sdc file", define_compress),
+    "decompress": ("decode a .sdc file to an image (no PyTorch)", define_decompress),
+    "info": ("print the header of a .sdc file", define_info),
+    "models": ("list the embedded models and qualities", define_models),
+    "eval": ("compress and decode images; report bpp (file bytes), PSNR, MS-SSIM", define_eval),
+    "gap": ("inference gap: R-D cost of the amortized encoder minus that after SGA", define_gap),
+    "compare": ("BD-rate and BD-PSNR of result B against result A (Bjøntegaard, PCHIP)", define_compare),
+    "plot": ("rate-distortion plot (PSNR and MS-SSIM dB against bpp) as PNG", define_plot),
+    "flops": ("FLOPs per pixel of g_a, h_a, g_s, h_s (paper convention)", define_flops),
+    "bench": ("encode/decode wall time against mbt2018-mean and Pillow codecs", define_bench),
+    "analyze": ("the paper's analyses: flatness, filters, sga-curve, tradeoff, kernels (PNG + JSON)", define_analyze),
+    "train": ("train a fixed-λ (the paper's recipe) or variable-rate model; see README", define_train),
+    "distill": ("train a cheap h_s (one ConvT, stride 4) for frozen weights on cached latents", define_distill),
+    "export": ("export the embedded decoders as ONNX graphs (g_s, exact h_s) with their tables", define_export),
+}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``shallowcodec`` argument parser.
+
+    Args:
+        command: define only this sub-command's arguments (the others are listed by name and
+            help line; defining some of them imports PyTorch); "" defines none, None all.
+    """
+    parser = OneLineParser(prog="shallowcodec", description="Learned image codec with shallow decoders.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (help_text, define) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if command is None or command == name:
+            define(p)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``shallowcodec`` command; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv[0] if argv and argv[0] in COMMANDS else "").parse_args(argv)
     try:
         args.func(args)
     except (CLIError, ImageError, ContainerError, ModelNotFoundError, ValueError) as e:

@@ -1,11 +1,11 @@
 """The codec: image → padding → g_a → entropy coding → ``.sdc`` container, and back.
 
-This is the public Python API::
+This is the public Python API for encoding (and decoding with the torch model)::
 
     import shallowcodec
     codec = shallowcodec.load("two-layer", quality=3)
     data = codec.compress(PIL.Image.open("photo.png"))   # bytes of a .sdc file
-    image = shallowcodec.decompress(data)                 # PIL.Image, model read from the header
+    image = shallowcodec.decompress(data)                 # PIL.Image, decoded without PyTorch (decoder.py)
 
 Images of any size from 1×1 up are mirror-padded (bottom/right) to a multiple of 64 before
 encoding and cropped back after decoding (paper, Evaluation).
@@ -15,16 +15,18 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
 
 from shallowcodec import sga
-from shallowcodec.container import Bitstream, ContainerError, Header, pack, unpack
+from shallowcodec.container import ALIGN, Bitstream, ContainerError, Header, check_size, pack, unpack
+from shallowcodec.decoder import check_header
 from shallowcodec.entropy_coding import EntropyCodingError
 from shallowcodec.hyperprior import LatentStrings
 from shallowcodec.images import ImageError, image_to_tensor, tensor_to_image
+from shallowcodec.model_files import DEFAULT_ARCHITECTURE, ModelNotFoundError
+from shallowcodec.quality import DEFAULT_QUALITY, lmbda_of, snap_quality
 from shallowcodec.tiling import (
     ANALYSIS_MARGIN,
     ANALYSIS_TILE,
@@ -34,31 +36,7 @@ from shallowcodec.tiling import (
     SYNTHESIS_TILE,
     tiled,
 )
-from shallowcodec.variable_rate import lmbda_of, snap_quality
-from shallowcodec.zoo import DEFAULT_ARCHITECTURE, DEFAULT_QUALITY, LoadedModel, ModelNotFoundError, load_embedded
-
-#: The latent grid is 1/64 of the image (g_a: 16×, h_a: 4×), so the padded size is a multiple of 64.
-ALIGN = 64
-#: Largest image the codec accepts, in padded pixels (8192 × 8192; a 67,108,864 × 1 image pads
-#: to 64 rows and is refused), so that neither an image nor a crafted header can exhaust memory:
-#: with tiled transforms (tiling.py) coding at this size stays under 3 GB (benchmarks/memory.py).
-MAX_PIXELS = 1 << 26
-
-
-def padded_pixels(height: int, width: int) -> int:
-    """Pixels of a height × width image once mirror-padded to multiples of ALIGN (what the codec allocates)."""
-    return -(-height // ALIGN) * ALIGN * (-(-width // ALIGN) * ALIGN)
-
-
-def check_size(height: int, width: int, error: type[Exception]) -> None:
-    """Refuse an image whose padded size exceeds MAX_PIXELS.
-
-    Raises:
-        error: (ImageError or ContainerError) with a one-line message.
-    """
-    if padded_pixels(height, width) > MAX_PIXELS:
-        raise error(f"image of {width}×{height} pixels ({padded_pixels(height, width)} once padded to "
-                    f"multiples of {ALIGN}) exceeds the limit of {MAX_PIXELS} pixels")
+from shallowcodec.zoo import LoadedModel, load_embedded
 
 
 def mirror_pad(x: Tensor, align: int = ALIGN) -> Tensor:
@@ -214,12 +192,7 @@ class Codec:
         if (header.architecture, header.quality) != (self.architecture, self.quality):
             raise ContainerError(f"file is {header.architecture} quality {header.quality:g}; "
                                  f"this codec is {self.label}")
-        if header.weights_id != self.loaded.weights_id:
-            raise ContainerError(f"file was encoded with other {header.architecture} weights "
-                                 f"({header.weights_id:08x}; installed: {self.loaded.weights_id:08x})")
-        if header.lmbda != float(np.float32(self.lmbda)):
-            raise ContainerError(f"file's λ {header.lmbda!r} is not λ of {self.label} ({np.float32(self.lmbda)!r})")
-        check_size(header.height, header.width, ContainerError)
+        check_header(header, self.architecture, self.loaded.quality, self.loaded.lmbda, self.loaded.weights_id)
 
     @staticmethod
     def _as_tensor(image: Image.Image | Tensor) -> Tensor:
@@ -246,17 +219,3 @@ def load(name: str = DEFAULT_ARCHITECTURE, quality: float | None = None) -> Code
         return Codec(loaded, quality)
     except ValueError as e:
         raise ModelNotFoundError(f"model {name!r}: {e}") from None
-
-
-def decompress(data: bytes) -> Image.Image:
-    """Decode a ``.sdc`` file with the embedded model its header names.
-
-    Raises:
-        ContainerError: damaged, truncated or foreign file, or unknown model/quality/weights.
-    """
-    stream = unpack(data)
-    try:
-        codec = load(stream.header.architecture, stream.header.quality)
-    except ModelNotFoundError as e:
-        raise ContainerError(f"cannot decode: {e}") from None
-    return tensor_to_image(codec.decode(stream))

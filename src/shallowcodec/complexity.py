@@ -33,7 +33,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
-from shallowcodec.zoo import ARCHITECTURES, DEFAULT_ARCHITECTURE, ModelNotFoundError, embedded_models, model_card
+from shallowcodec.model_files import DEFAULT_ARCHITECTURE, ModelNotFoundError, embedded_models, model_card
+from shallowcodec.zoo import ARCHITECTURES
 
 aten = torch.ops.aten
 
@@ -97,17 +98,29 @@ def flops_per_pixel(model: nn.Module, height: int = 256, width: int = 256) -> di
     return {name: count_flops(modules[name], inputs[name]) / (height * width) for name in COMPONENTS}
 
 
-def flops_config(architecture: str, paper_size: bool = False) -> dict:
+def flops_config(architecture: str, paper_size: bool = False, overrides: dict | None = None) -> dict:
     """All builder arguments of ``architecture`` (N, M, ...) at the paper's or the embedded widths.
 
     ``paper_size``: the builder's defaults (N=192, M=320; N=256 for ``two-layer-nores``).
     Otherwise the config of the architecture's embedded weights; an architecture without embedded
     weights gets the N and M of the default architecture's embedded
     weights, so that it is measured at equal widths. Unset arguments keep the builder's defaults.
+    ``overrides`` replace arguments last, e.g. ``{"hyper_synthesis": "cheap", "hyper_kernel": 4}``.
 
     Raises:
         ModelNotFoundError: unknown architecture, or no embedded weights to take widths from.
+        ValueError: ``overrides`` is not a dict of the builder's argument names.
     """
+    config = _base_config(architecture, paper_size)
+    if overrides is None:
+        return config
+    if not isinstance(overrides, dict) or set(overrides) - set(config):
+        raise ValueError(f"{architecture} takes the builder arguments {', '.join(config)}, not {overrides!r}")
+    return {**config, **overrides}
+
+
+def _base_config(architecture: str, paper_size: bool) -> dict:
+    """:func:`flops_config` without overrides."""
     if architecture not in ARCHITECTURES:
         raise ModelNotFoundError(f"unknown model {architecture!r}; choose from {', '.join(ARCHITECTURES)}")
     defaults = {name: p.default for name, p in inspect.signature(ARCHITECTURES[architecture]).parameters.items()}

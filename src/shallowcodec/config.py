@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from shallowcodec.hyperprior import QUANTIZERS
-from shallowcodec.variable_rate import LMBDAS
+from shallowcodec.quality import LMBDAS
 from shallowcodec.zoo import ARCHITECTURES
 
 #: With ``--steps 0``, the planned total is fitted to ``--max-minutes`` after this many steps.

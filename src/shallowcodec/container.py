@@ -65,6 +65,31 @@ class ContainerError(ValueError):
     """Raised for any file that cannot be decoded; message is one clear line."""
 
 
+#: The latent grid is 1/64 of the image (g_a: 16×, h_a: 4×), so the padded size is a multiple of 64.
+ALIGN = 64
+#: Largest image the codec accepts, in padded pixels (8192 × 8192; a 67,108,864 × 1 image pads
+#: to 64 rows and is refused), so that neither an image nor a crafted header can exhaust memory:
+#: with tiled transforms (tiling.py) coding at this size stays under 3 GB (benchmarks/memory.py).
+#: A header claiming more is refused before anything is allocated.
+MAX_PIXELS = 1 << 26
+
+
+def padded_pixels(height: int, width: int) -> int:
+    """Pixels of a height × width image once mirror-padded to multiples of ALIGN (what the codec allocates)."""
+    return -(-height // ALIGN) * ALIGN * (-(-width // ALIGN) * ALIGN)
+
+
+def check_size(height: int, width: int, error: type[Exception]) -> None:
+    """Refuse an image whose padded size exceeds MAX_PIXELS.
+
+    Raises:
+        error: (ImageError or ContainerError) with a one-line message.
+    """
+    if padded_pixels(height, width) > MAX_PIXELS:
+        raise error(f"image of {width}×{height} pixels ({padded_pixels(height, width)} once padded to "
+                    f"multiples of {ALIGN}) exceeds the limit of {MAX_PIXELS} pixels")
+
+
 @dataclass(frozen=True)
 class Header:
     """Everything needed to rebuild the decoder and the output image.

@@ -8,7 +8,7 @@ module makes every step of (ẑ, quality) → (μ, scale index) either exact or 
 operation (which rounds correctly, hence identically, everywhere), after Ballé, Johnston &
 Minnen, "Integer networks for data compression with latent-variable models" (ICLR 2019)::
 
-    ẑ_g ──×γ⁻¹_z──► ẑ ──Q_a──► conv ──Q_a──► ReLU ──► conv ──Q_a──► ReLU ──► conv ──Q_a──► μ, log σ
+    ẑ_g ──×γ⁻¹_z──► ẑ ──Q_a──► convT ──Q_a──► ReLU ──► convT ──Q_a──► ReLU ──► convT ──Q_a──► μ, log σ
                                   ▲ weights on a per-channel 2^-e grid, biases on the 2^-A grid
     index = #{ log s_i < log σ + log γ_y }      (s_i: the Gaussian conditional's scale table)
     μ_g   = μ · γ_y                             (one float64 product of two fixed-point numbers)
@@ -20,8 +20,8 @@ Minnen, "Integer networks for data compression with latent-variable models" (ICL
   j·2^-e with |j| ≤ 2^14 and e ≤ MAX_WEIGHT_EXP, so every product, bias and partial sum is an
   integer multiple of 2^-(A+e) whose magnitude in those units is at most
   fan_in · 2^22 · 2^14 + 2^(22+24) < 2^53 for fan_in = C_in·k² ≤ MAX_FAN_IN = 2^16; float64 holds
-  all such integers exactly, so every summation order — any GEMM, any col2im, any thread
-  split — gives the same sum. :func:`check_fan_in` refuses wider layers.
+  all such integers exactly, so every summation order — any BLAS, any col2im order, any thread
+  split, with or without FMA — gives the same sum. :func:`check_fan_in` refuses wider layers.
 * **Gains** (variable rate) are computed once per quality in Python: log γ by exponential
   interpolation in float64 scalars (IEEE), rounded to 2^-LOG_GAIN_BITS; γ = exp(log γ) with
   :mod:`decimal` (correctly rounded, platform-independent), rounded to 2^-GAIN_BITS.
@@ -29,20 +29,25 @@ Minnen, "Integer networks for data compression with latent-variable models" (ICL
   ln(s_i) computed by :mod:`decimal` — no exp, no erf on the decoder's side.
 * **CDF tables** (integer) are stored with the weights (zoo.py), not recomputed in float.
 
-In training the same quantizers run in float32 with straight-through gradients
-(:func:`hyper_synthesis_fixed_point` with ``exact=False``), so the model learns the function the
+This module is numpy only (no PyTorch), and it is the one implementation of the exact path:
+the torch model's encoder and decoder (hyperprior.py) and the torch-free decoder (decoder.py)
+all call :func:`entropy_parameters`. In training the same grids are applied in float32 with
+straight-through gradients (transforms.HyperSynthesis), so the model learns the function the
 decoder computes; at 2^-10 and 14 bits the difference from the float h_s is far below the noise.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from decimal import Decimal, localcontext
+from fractions import Fraction
 from typing import NamedTuple
 
-import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+import numpy as np
+
+from shallowcodec.layers import ConvTranspose2d
+from shallowcodec.tiling import HYPER_SYNTHESIS_MARGIN, HYPER_SYNTHESIS_TILE, tiled
 
 #: Activations (h_s input, hidden layers, μ and log σ) are multiples of 2^-ACT_BITS ...
 ACT_BITS = 10
@@ -59,122 +64,104 @@ LOG_GAIN_BITS = 16
 GAIN_BITS = 20
 
 
+class FixedPointLayer(NamedTuple):
+    """One transposed convolution of h_s in fixed point, followed by Q_a (and a ReLU when ``relu``).
+
+    ``conv``: a float64 layers.ConvTranspose2d whose weight (C_in, C_out, k, k) has each output
+    channel on its 2^-e grid and whose bias is on the 2^-ACT_BITS grid.
+    """
+
+    conv: ConvTranspose2d
+    relu: bool
+
+
 class ExactGains(NamedTuple):
     """Gains of one quality, float64 (1, M, 1, 1) each: log γ_y (for the scale index), γ_y, γ⁻¹_y, γ⁻¹_z."""
 
-    log_y: Tensor
-    y: Tensor
-    y_inv: Tensor
-    z_inv: Tensor
+    log_y: np.ndarray
+    y: np.ndarray
+    y_inv: np.ndarray
+    z_inv: np.ndarray
 
 
 class EntropyParameters(NamedTuple):
-    """Parameters of the Gaussian conditional of the coded y_g, (B, M, h, w) each.
+    """Parameters of the Gaussian conditional of the coded y_g, (1, M, h, w) each.
 
-    ``mu``: μ_g, float64 (exact); ``indexes``: int32 scale indexes into the scale table;
-    ``log_sigma``: log σ_g, float64 (exact), for rate estimates.
+    ``mu``: μ_g, float64 (exact); ``indexes``: scale indexes into the scale table (uint8 for
+    tables of up to 256 scales); ``log_sigma``: log σ_g, float64 (exact), for rate estimates, or
+    None when not asked for.
     """
 
-    mu: Tensor
-    indexes: Tensor
-    log_sigma: Tensor
+    mu: np.ndarray
+    indexes: np.ndarray
+    log_sigma: np.ndarray | None
 
 
-def _round_grid(x: Tensor, bits: int) -> Tensor:
-    """x rounded (half to even) to multiples of 2^-bits; exact for float64 and float32 inputs."""
+def round_grid(x, bits: int):
+    """x rounded (half to even) to multiples of 2^-bits: exact for float64 and float32, numpy or torch."""
     scale = 2.0**bits
-    return torch.round(x * scale) / scale
+    return (x * scale).round() / scale
 
 
-def _ste(x: Tensor, quantized: Tensor) -> Tensor:
-    """``quantized`` in the forward pass, identity gradient with respect to ``x``."""
-    return x + (quantized - x).detach()
+def quantize_activation(x):
+    """Q_a: x clamped to ±ACT_LIMIT and rounded to 2^-ACT_BITS (numpy array or torch tensor)."""
+    return round_grid(x.clip(-ACT_LIMIT, ACT_LIMIT), ACT_BITS)
 
 
-def quantize_activation(x: Tensor, exact: bool = True) -> Tensor:
-    """Q_a: x clamped to ±ACT_LIMIT and rounded to 2^-ACT_BITS (straight-through when not exact)."""
-    q = _round_grid(x.clamp(-ACT_LIMIT, ACT_LIMIT), ACT_BITS)
-    return q if exact else _ste(x, q)
+def weight_scales(peak: Sequence[float]) -> list[float]:
+    """2^e per output channel, from each channel's largest |weight|: e = WEIGHT_BITS − ⌈log2 max|w|⌉
+    (math.frexp, exact), capped at MAX_WEIGHT_EXP, so that |w|·2^e ≤ 2^WEIGHT_BITS."""
+    return [2.0 ** (min(MAX_WEIGHT_EXP, WEIGHT_BITS - math.frexp(p)[1]) if p > 0 else MAX_WEIGHT_EXP) for p in peak]
 
 
-def quantize_weight(weight: Tensor, out_dim: int) -> Tensor:
-    """Round each output channel of ``weight`` to a power-of-two grid with WEIGHT_BITS significant bits.
-
-    The grid 2^-e of a channel has e = WEIGHT_BITS − ⌈log2 max|w|⌉ (from math.frexp, exact),
-    capped at MAX_WEIGHT_EXP, so |w|·2^e ≤ 2^WEIGHT_BITS. Same dtype as ``weight``; a pure
-    function of its values (powers of two scale exactly).
+def quantize_weight(weight: np.ndarray, out_dim: int) -> np.ndarray:
+    """Round each output channel of ``weight`` to its power-of-two grid (:func:`weight_scales`).
 
     Args:
-        weight: a conv weight, e.g. (C_in, C_out, k, k) for ConvTranspose2d (out_dim=1).
+        weight: a conv weight, e.g. (C_in, C_out, k, k) for a transposed convolution (out_dim=1).
         out_dim: the dimension of output channels.
-    """
-    if weight.is_meta:  # FLOP counting on the meta device: shapes only
-        return weight
-    peak = weight.detach().abs().amax(dim=[d for d in range(weight.dim()) if d != out_dim]).tolist()
-    exps = [min(MAX_WEIGHT_EXP, WEIGHT_BITS - math.frexp(p)[1]) if p > 0 else MAX_WEIGHT_EXP for p in peak]
-    shape = [1] * weight.dim()
-    shape[out_dim] = -1
-    scale = torch.tensor([2.0**e for e in exps], dtype=weight.dtype, device=weight.device).reshape(shape)
-    return torch.round(weight * scale) / scale
-
-
-def check_fan_in(h_s: nn.Sequential) -> None:
-    """Raise ValueError if a convolution of ``h_s`` sums more than MAX_FAN_IN terms per output."""
-    for layer in h_s:
-        if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
-            c_in = layer.in_channels
-            fan_in = c_in * layer.kernel_size[0] * layer.kernel_size[1]
-            if fan_in > MAX_FAN_IN:
-                raise ValueError(f"h_s layer with fan-in {fan_in} > {MAX_FAN_IN}: its float64 sums would not be exact")
-
-
-def fixed_point_layer(layer: nn.Module, exact: bool = True) -> tuple[Tensor, Tensor]:
-    """The quantized (weight, bias) of one convolution of h_s: float64 when ``exact``, else float32
-    with straight-through gradients."""
-    transposed = isinstance(layer, nn.ConvTranspose2d)
-    weight, bias = layer.weight, layer.bias
-    if exact:
-        weight, bias = weight.detach().double(), bias.detach().double()
-    w_q = quantize_weight(weight, out_dim=1 if transposed else 0)
-    b_q = _round_grid(bias, ACT_BITS)
-    return (w_q, b_q) if exact else (_ste(weight, w_q), _ste(bias, b_q))
-
-
-def _conv(layer: nn.Module, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
-    if isinstance(layer, nn.ConvTranspose2d):
-        return F.conv_transpose2d(x, weight, bias, layer.stride, layer.padding, layer.output_padding)
-    return F.conv2d(x, weight, bias, layer.stride, layer.padding)
-
-
-def hyper_synthesis_fixed_point(h_s: nn.Sequential, z_hat: Tensor, exact: bool = True,
-                                weights: list[tuple[Tensor, Tensor]] | None = None) -> tuple[Tensor, Tensor]:
-    """μ and log σ (B, M, h, w) of y from ẑ (B, M, h/4, w/4) through the fixed-point h_s.
-
-    Args:
-        h_s: the hyper-synthesis layers (convolutions, transposed convolutions and ReLUs).
-        z_hat: ẑ in the ungained domain.
-        exact: float64, no gradient — the decoder's bit-exact computation; False: the same
-            quantizers in float32 with straight-through gradients (training).
-        weights: the convolutions' :func:`fixed_point_layer` results, in order, if already
-            computed (the decoder caches them); computed here when None.
 
     Returns:
-        (μ, log σ) on the 2^-ACT_BITS grid; float64 when exact.
+        float64, same shape; a pure function of the values (powers of two scale exactly).
+    """
+    weight = np.asarray(weight, dtype=np.float64)
+    peak = np.abs(weight).max(axis=tuple(d for d in range(weight.ndim) if d != out_dim))
+    shape = [1] * weight.ndim
+    shape[out_dim] = -1
+    scale = np.reshape(weight_scales(peak.tolist()), shape)
+    return np.round(weight * scale) / scale
+
+
+def check_fan_in(c_in: int, kernel_size: int) -> None:
+    """Raise ValueError if a convolution of h_s would sum more than MAX_FAN_IN terms per output."""
+    if c_in * kernel_size**2 > MAX_FAN_IN:
+        raise ValueError(f"h_s layer with fan-in {c_in * kernel_size**2} > {MAX_FAN_IN}: "
+                         "its float64 sums would not be exact")
+
+
+def fixed_point_layer(weight: np.ndarray, bias: np.ndarray, stride: int, relu: bool) -> FixedPointLayer:
+    """The fixed-point form of one transposed convolution of h_s from its float weight (C_in, C_out, k, k)
+    and bias (C_out,).
 
     Raises:
-        TypeError: a layer other than Conv2d, ConvTranspose2d or ReLU.
+        ValueError: a fan-in above MAX_FAN_IN.
     """
-    convs = [layer for layer in h_s if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d))]
-    params = iter(weights if weights is not None else [fixed_point_layer(c, exact) for c in convs])
-    x = quantize_activation(z_hat.double() if exact else z_hat.float(), exact)
-    for layer in h_s:
-        if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
-            x = quantize_activation(_conv(layer, x, *next(params)), exact)
-        elif isinstance(layer, nn.ReLU):
-            x = torch.relu(x)
-        else:
-            raise TypeError(f"fixed-point h_s supports Conv2d, ConvTranspose2d and ReLU, not {type(layer).__name__}")
-    mu, log_sigma = x.chunk(2, dim=1)
+    check_fan_in(weight.shape[0], weight.shape[-1])
+    conv = ConvTranspose2d(quantize_weight(weight, out_dim=1), round_grid(np.asarray(bias, np.float64), ACT_BITS), stride)
+    return FixedPointLayer(conv, relu)
+
+
+def hyper_synthesis_exact(layers: Sequence[FixedPointLayer], z_hat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """μ and log σ (1, M, h, w), float64 on the 2^-ACT_BITS grid, from the ungained ẑ (1, M, h/4, w/4).
+
+    Bit-exact on every CPU (module docstring).
+    """
+    x = quantize_activation(np.asarray(z_hat, dtype=np.float64)[0])
+    for layer in layers:
+        x = quantize_activation(layer.conv(x))
+        if layer.relu:
+            np.maximum(x, 0, out=x)
+    mu, log_sigma = np.split(x[None], 2, axis=1)
     return mu, log_sigma
 
 
@@ -185,26 +172,26 @@ def _decimal_exp(x: float, bits: int) -> float:
         return float(round(Decimal(x).exp() * 2**bits)) / 2**bits
 
 
-def exact_gains(log_gains: dict[str, Tensor], quality: float) -> ExactGains:
+def exact_gains(log_gains: dict[str, np.ndarray], quality: float) -> ExactGains:
     """Gains of one quality, identical on every platform (module docstring).
 
     Args:
-        log_gains: (7, M) log-gains "y", "y_inv", "z_inv" (variable_rate.GainUnits).
-        quality: q in [0, 6], a multiple of 1/256 (variable_rate.snap_quality).
+        log_gains: (7, M) log-gains "y", "y_inv", "z_inv" (variable_rate.GainUnits), any float dtype.
+        quality: q in [0, 6], a multiple of 1/256 (quality.snap_quality).
 
     Returns:
         :class:`ExactGains`, float64 (1, M, 1, 1) each.
     """
-    low = min(int(math.floor(quality)), log_gains["y"].shape[0] - 2)
+    low = min(int(math.floor(quality)), len(log_gains["y"]) - 2)
     t = quality - low
 
     def log_gain(name: str) -> list[float]:
-        table = log_gains[name].detach().double().cpu()
+        table = np.asarray(log_gains[name], dtype=np.float64)
         a, b = table[low].tolist(), table[low + 1].tolist()
         return [round(((1 - t) * ai + t * bi) * 2**LOG_GAIN_BITS) / 2**LOG_GAIN_BITS for ai, bi in zip(a, b)]
 
-    def column(values: list[float]) -> Tensor:
-        return torch.tensor(values, dtype=torch.float64).reshape(1, -1, 1, 1)
+    def column(values: list[float]) -> np.ndarray:
+        return np.array(values, dtype=np.float64).reshape(1, -1, 1, 1)
 
     log_y = log_gain("y")
     return ExactGains(column(log_y), column([_decimal_exp(v, GAIN_BITS) for v in log_y]),
@@ -212,16 +199,42 @@ def exact_gains(log_gains: dict[str, Tensor], quality: float) -> ExactGains:
                       column([_decimal_exp(v, GAIN_BITS) for v in log_gain("z_inv")]))
 
 
-def log_scale_thresholds(scale_table: Tensor) -> Tensor:
+def log_scale_thresholds(scale_table: np.ndarray) -> np.ndarray:
     """ln(s_i) of the scale table but its last entry, float64, by :mod:`decimal` (platform-independent)."""
     with localcontext() as ctx:
         ctx.prec = 40
-        return torch.tensor([float(Decimal(s).ln()) for s in scale_table[:-1].double().tolist()], dtype=torch.float64)
+        return np.array([float(Decimal(s).ln()) for s in np.asarray(scale_table, np.float64)[:-1].tolist()])
 
 
-def scale_indexes(log_sigma: Tensor, thresholds: Tensor) -> Tensor:
-    """Scale index #{i : ln s_i < log σ} (int32), CompressAI's rule in the log domain.
+def scale_indexes(log_sigma: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Scale index #{i : ln s_i < log σ}, CompressAI's rule in the log domain (uint8 up to 256 scales).
 
     σ below s_0 (the scale bound, 0.11) gets index 0; above the last threshold, the last index.
     """
-    return torch.bucketize(log_sigma, thresholds, right=False).int()
+    return np.searchsorted(thresholds, log_sigma, side="left").astype(np.min_scalar_type(len(thresholds)))
+
+
+def entropy_parameters(layers: Sequence[FixedPointLayer], z_hat: np.ndarray, gains: ExactGains | None,
+                       thresholds: np.ndarray, log_sigma: bool = False) -> EntropyParameters:
+    """Exact μ_g and scale indexes of y_g from the coded ẑ_g (1, M, h/4, w/4), identical on every CPU.
+
+    h_s(γ⁻¹_z·ẑ_g) in fixed point over tiles of ẑ (tiling.py): exact arithmetic, so the result
+    does not depend on the tiling, and memory beyond the result (μ float64, indexes uint8) is that
+    of one tile.
+
+    Args:
+        layers: the fixed-point h_s (:func:`fixed_point_layer` of each transposed convolution).
+        z_hat: the coded ẑ_g, float32 (symbols + the prior's medians) or float64.
+        gains: :func:`exact_gains` of the quality, or None for a fixed-λ model.
+        thresholds: :func:`log_scale_thresholds` of the scale table.
+        log_sigma: also return log σ_g (rate estimates); else its field is None.
+    """
+    def tile(z: np.ndarray) -> tuple[np.ndarray, ...]:
+        z = np.asarray(z, dtype=np.float64)
+        mu, log_s = hyper_synthesis_exact(layers, z if gains is None else z * gains.z_inv)
+        if gains is not None:
+            mu, log_s = mu * gains.y, log_s + gains.log_y
+        return (mu, scale_indexes(log_s, thresholds)) + ((log_s,) if log_sigma else ())
+
+    out = tiled(tile, z_hat, Fraction(4), HYPER_SYNTHESIS_TILE, HYPER_SYNTHESIS_MARGIN)
+    return EntropyParameters(out[0], out[1], out[2] if log_sigma else None)

@@ -4,8 +4,10 @@ Valid files of every embedded model (:func:`seed_files`) are mutated (:data:`MUT
 flips, byte changes, truncation, extension, header fields pushed to their limits, payloads
 swapped between files and models, damage inside a string with its length kept) and their CRC is
 recomputed, so that the decoder itself — not the checksum — is tested. :func:`outcome` decodes a
-file the way :func:`shallowcodec.decompress` does and classifies the result: an image (its
-SHA-256) or a one-line :class:`ContainerError`; anything else is a bug and propagates.
+file with :func:`shallowcodec.decompress`'s torch-free decoder (decoder.py) and classifies the
+result: an image (its SHA-256) or a one-line :class:`ContainerError`; anything else is a bug
+and propagates. :func:`latents_outcome` compares it with the torch model's decoder (differential
+fuzzing: both refuse a file, or both decode it to the same ŷ).
 
 The bounded run is tests/test_fuzz.py; the long run, with every decode in a watchdogged worker
 process, is benchmarks/fuzz.py, whose worker side is :func:`worker`.
@@ -23,12 +25,14 @@ import zlib
 from pathlib import Path
 from typing import Callable
 
-import torch
+import numpy as np
 
-from shallowcodec.codec import MAX_PIXELS, Codec
-from shallowcodec.container import _PREFIX, ContainerError, pack, unpack
+from shallowcodec.codec import Codec
+from shallowcodec.container import _PREFIX, MAX_PIXELS, ContainerError, pack, unpack
+from shallowcodec.decoder import decompress_array, embedded_decoder
 from shallowcodec.images import read_image
-from shallowcodec.zoo import LoadedModel, ModelNotFoundError, embedded_models, load_embedded
+from shallowcodec.model_files import ModelNotFoundError, embedded_models
+from shallowcodec.zoo import LoadedModel, load_embedded
 
 #: Values that header size fields are pushed to (the issue's cases, the pixel limit, the uint32 ends).
 SIZE_LIMITS = (0, 1, 63, 64, 65, 2**16, 262_144, MAX_PIXELS // 64, MAX_PIXELS, 2**32 - 1)
@@ -123,7 +127,7 @@ def length_field(body: bytes, rng: random.Random, pool: list[bytes]) -> bytes:
     if at is None:
         return body
     z_len = _FIELDS.unpack_from(body, at)[5]
-    return _set_field(body, 5, rng.choice((0, 1, 4, max(z_len - 4, 0), z_len + 4, 2**32 - 1)))
+    return _set_field(body, 5, rng.choice((0, 1, 4, max(z_len - 4, 0), min(z_len + 4, 2**32 - 1), 2**32 - 1)))
 
 
 def quality_field(body: bytes, rng: random.Random, pool: list[bytes]) -> bytes:
@@ -179,17 +183,28 @@ def mutate(data: bytes, rng: random.Random, pool: list[bytes]) -> bytes:
     return with_crc(body)
 
 
-class Decoder:
-    """:func:`shallowcodec.decompress` with each embedded model loaded once (loading dominates a tiny decode)."""
+def decode(data: bytes) -> np.ndarray:
+    """The decoder under test: :func:`shallowcodec.decompress`'s torch-free path (decoder.py), (H, W, 3) uint8,
+    each embedded model loaded once per process (loading dominates a tiny decode).
+
+    Raises:
+        ContainerError: whatever shallowcodec.decompress refuses, with the same messages.
+    """
+    return decompress_array(data)
+
+
+class TorchDecoder:
+    """The torch model's decode (codec.Codec.decode_latents), each embedded model loaded once: the
+    reference that the torch-free decoder's ŷ is compared with (:func:`latents_outcome`)."""
 
     def __init__(self):
         self.models: dict[str, LoadedModel] = {}
 
-    def __call__(self, data: bytes) -> torch.Tensor:
-        """Decode a file to (3, H, W) uint8.
+    def __call__(self, data: bytes) -> np.ndarray:
+        """ŷ_g (1, M, h, w) float64 of a file.
 
         Raises:
-            ContainerError: whatever shallowcodec.decompress refuses, with the same messages.
+            ContainerError: the file is refused.
         """
         stream = unpack(data)
         name = stream.header.architecture
@@ -199,10 +214,24 @@ class Decoder:
             codec = Codec(self.models[name], stream.header.quality)
         except (ModelNotFoundError, ValueError) as e:
             raise ContainerError(f"cannot decode: model {name!r}: {e}") from None
-        return codec.decode(stream)
+        return codec.decode_latents(stream).numpy()
 
 
-def outcome(decoder: Callable[[bytes], torch.Tensor], data: bytes) -> str:
+def lean_latents(data: bytes) -> np.ndarray:
+    """ŷ_g (1, M, h, w) float64 of a file by the torch-free decoder (decoder.Decoder.decode_latents).
+
+    Raises:
+        ContainerError: the file is refused.
+    """
+    stream = unpack(data)
+    try:
+        decoder = embedded_decoder(stream.header.architecture)
+    except ModelNotFoundError as e:
+        raise ContainerError(f"cannot decode: {e}") from None
+    return decoder.decode_latents(stream)
+
+
+def outcome(decoder: Callable[[bytes], np.ndarray], data: bytes) -> str:
     """Decode ``data`` twice; "image <shape> <sha256>" or "error <message>" (the same both times).
 
     Raises:
@@ -212,8 +241,8 @@ def outcome(decoder: Callable[[bytes], torch.Tensor], data: bytes) -> str:
     results = []
     for _ in range(2):
         try:
-            x = decoder(data)
-            results.append(f"image {tuple(x.shape)} {hashlib.sha256(x.numpy().tobytes()).hexdigest()}")
+            x = np.ascontiguousarray(decoder(data))
+            results.append(f"image {tuple(x.shape)} {hashlib.sha256(x.tobytes()).hexdigest()}")
         except ContainerError as e:
             assert "\n" not in str(e), f"multi-line error: {e!r}"
             results.append(f"error {e}")
@@ -221,19 +250,28 @@ def outcome(decoder: Callable[[bytes], torch.Tensor], data: bytes) -> str:
     return results[0]
 
 
+def latents_outcome(decoder: Callable[[bytes], np.ndarray], data: bytes) -> str:
+    """"latents <sha256 of ŷ>" or "refused" for one decode of ``data``: what the torch-free and the torch
+    decoder must agree on (their error messages may differ in wording)."""
+    try:
+        return f"latents {hashlib.sha256(np.ascontiguousarray(decoder(data)).tobytes()).hexdigest()}"
+    except ContainerError:
+        return "refused"
+
+
 def worker() -> None:
     """Worker of benchmarks/fuzz.py: reads length-prefixed (uint32 LE) files from stdin until EOF and
     writes {"ready": true} once the models are loaded, then one JSON line per file: {"outcome": …}
     or {"failure": repr of the exception}, and
     "rss_mb", the process's peak resident memory so far."""
-    torch.set_num_threads(1)
-    decoder, stdin = Decoder(), sys.stdin.buffer
-    decoder.models.update({name: load_embedded(name) for name in embedded_models()})
+    stdin = sys.stdin.buffer
+    for name in embedded_models():
+        embedded_decoder(name)
     print(json.dumps({"ready": True}), flush=True)  # start-up is not part of any decode's watchdog time
     while header := stdin.read(4):
         data = stdin.read(struct.unpack("<I", header)[0])
         try:
-            result = {"outcome": outcome(decoder, data)}
+            result = {"outcome": outcome(decode, data)}
         except Exception as e:  # noqa: BLE001 — every failure is reported, not raised
             result = {"failure": f"{type(e).__name__}: {e}"[:500]}
         result["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

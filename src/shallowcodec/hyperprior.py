@@ -23,8 +23,8 @@ A variable-rate model wraps the quantization of y and z in gains γ(q) (variable
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from fractions import Fraction
 
 import numpy as np
 import torch
@@ -34,8 +34,7 @@ from compressai.ops import quantize_ste
 from torch import Tensor, nn
 
 from shallowcodec import entropy_coding
-from shallowcodec.entropy_parameters import EntropyParameters, log_scale_thresholds, scale_indexes
-from shallowcodec.tiling import HYPER_SYNTHESIS_MARGIN, HYPER_SYNTHESIS_TILE, exact_synthesis, tiled
+from shallowcodec.entropy_parameters import EntropyParameters, entropy_parameters, log_scale_thresholds
 from shallowcodec.variable_rate import Gains, GainUnits
 
 QUANTIZERS = ("noise", "mixed")
@@ -51,6 +50,18 @@ class LatentStrings:
     z_string: bytes
     y_string: bytes
     z_shape: tuple[int, int]
+
+
+@contextmanager
+def exact_synthesis():
+    """Context in which convolutions sum in an order that does not depend on the tensor size (oneDNN
+    off), so that any tiling of ŷ gives the same x̂ from the torch g_s (tiling.py)."""
+    enabled = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = enabled
 
 
 class ShallowHyperprior(CompressionModel):
@@ -122,23 +133,14 @@ class ShallowHyperprior(CompressionModel):
         return (mu, sigma) if g is None else (mu * g.y, sigma * g.y)
 
     @torch.no_grad()
-    def entropy_parameters(self, z_hat: Tensor, quality: float | None = None) -> EntropyParameters:
-        """Exact μ_g and scale indexes of y_g from the coded ẑ_g (1, M, h/4, w/4), identical on every CPU.
-
-        float64 fixed-point h_s, gains from :meth:`GainUnits.exact` (entropy_parameters.py), computed
-        over tiles of ẑ (tiling.py): exact arithmetic, so the result does not depend on the tiling,
-        and memory beyond the result (μ, log σ float64, indexes int32) is that of one tile.
-        """
-        g = None if self.gain is None else self.gain.exact(quality)
-
-        def tile(z: Tensor) -> Tensor:
-            mu, log_sigma = self.h_s(z.double() if g is None else z.double() * g.z_inv, exact=True)
-            return torch.cat([mu, log_sigma] if g is None else [mu * g.y, log_sigma + g.log_y], dim=1)
-
-        out = tiled(tile, z_hat, Fraction(4), HYPER_SYNTHESIS_TILE, HYPER_SYNTHESIS_MARGIN)
-        mu, log_sigma = out.chunk(2, dim=1)
-        thresholds = log_scale_thresholds(self.gaussian_conditional.scale_table)
-        return EntropyParameters(mu, scale_indexes(log_sigma, thresholds), log_sigma)
+    def entropy_parameters(self, z_hat: Tensor, quality: float | None = None, log_sigma: bool = False
+                           ) -> EntropyParameters:
+        """Exact μ_g and scale indexes (and with ``log_sigma`` log σ_g) of y_g (numpy, (1, M, h, w)) from the
+        coded ẑ_g (1, M, h/4, w/4), identical on every CPU: entropy_parameters.entropy_parameters, the
+        one implementation that the torch-free decoder (decoder.py) calls too."""
+        gains = None if self.gain is None else self.gain.exact(quality)
+        thresholds = log_scale_thresholds(self.gaussian_conditional.scale_table.numpy())
+        return entropy_parameters(self.h_s.exact_layers(), z_hat.detach().cpu().numpy(), gains, thresholds, log_sigma)
 
     def synthesis(self, y_hat: Tensor, quality: float | Tensor | None = None) -> Tensor:
         """x̂ (B, 3, 16h, 16w), unclamped, from the coded ŷ_g (B, M, h, w): g_s(γ⁻¹_y·ŷ_g), differentiable."""
@@ -149,7 +151,7 @@ class ShallowHyperprior(CompressionModel):
         """The decoder's g_s input (1, M, h, w), float32, from the coded ŷ_g (float64): γ⁻¹_y·ŷ_g with the
         exact inverse gain (one IEEE product per element), computed once per image, not per tile."""
         if self.gain is not None:
-            y_hat = y_hat.double() * self.gain.exact(quality).y_inv
+            y_hat = y_hat.double() * torch.from_numpy(self.gain.exact(quality).y_inv)
         return y_hat.float()
 
     def synthesis_exact(self, y: Tensor) -> Tensor:
@@ -216,10 +218,11 @@ class ShallowHyperprior(CompressionModel):
         qualities = torch.as_tensor(0.0 if quality is None else quality, dtype=torch.float64).expand(len(y)).tolist()
         x_hat, y_hat, y_likelihoods = [], [], []
         for i, q in enumerate(qualities):
-            params = self.entropy_parameters(z_hat[i : i + 1], q)
-            y_hat.append(torch.round(y[i : i + 1].double() - params.mu) + params.mu)
-            sigma = torch.exp(params.log_sigma).float()
-            y_likelihoods.append(self.gaussian_conditional(y[i : i + 1], sigma, means=params.mu.float())[1])
+            params = self.entropy_parameters(z_hat[i : i + 1], q, log_sigma=True)
+            mu = torch.from_numpy(params.mu)
+            y_hat.append(torch.round(y[i : i + 1].double() - mu) + mu)
+            sigma = torch.from_numpy(np.exp(params.log_sigma)).float()
+            y_likelihoods.append(self.gaussian_conditional(y[i : i + 1], sigma, means=mu.float())[1])
             x_hat.append(self.reconstruct(y_hat[-1], q))
         return {"x_hat": torch.cat(x_hat), "likelihoods": {"y": torch.cat(y_likelihoods), "z": z_likelihoods},
                 "y_hat": torch.cat(y_hat)}
@@ -265,8 +268,7 @@ class ShallowHyperprior(CompressionModel):
         z_string = entropy_coding.encode(z_symbols, self._z_indexes(z_symbols.shape), self.tables("z"))
         z_hat = torch.from_numpy(z_symbols).float() + medians
         params = self.entropy_parameters(z_hat, quality)
-        y_symbols = torch.round(y.double() - params.mu).to(torch.int64).numpy()
-        y_string = entropy_coding.encode(y_symbols, params.indexes.numpy(), self.tables("y"))
+        y_string = entropy_coding.encode(_rounded_residual(y.numpy(), params.mu), params.indexes, self.tables("y"))
         return LatentStrings(z_string, y_string, tuple(z.shape[-2:]))
 
     @torch.no_grad()
@@ -283,8 +285,8 @@ class ShallowHyperprior(CompressionModel):
         z_symbols = entropy_coding.decode(strings.z_string, self._z_indexes(shape), self.tables("z"))
         z_hat = torch.from_numpy(z_symbols).float() + self.z_medians()
         params = self.entropy_parameters(z_hat, quality)
-        y_symbols = entropy_coding.decode(strings.y_string, params.indexes.numpy(), self.tables("y"))
-        return torch.from_numpy(y_symbols).double() + params.mu
+        y_symbols = entropy_coding.decode(strings.y_string, params.indexes, self.tables("y"))
+        return torch.from_numpy(params.mu + y_symbols)
 
     def tables(self, latent: str) -> entropy_coding.CdfTables:
         """The integer CDF tables of z (factorized prior, one per channel) or y (Gaussian, one per scale)."""
@@ -300,3 +302,17 @@ class ShallowHyperprior(CompressionModel):
     def decompress(self, strings: LatentStrings, quality: float | None = None) -> Tensor:
         """Decode x̂ (1, 3, 64·zh, 64·zw) in [0, 1] from its strings."""
         return self.reconstruct(self.decompress_latents(strings, quality), quality).clamp_(0, 1)
+
+
+def _rounded_residual(y: np.ndarray, mu: np.ndarray) -> np.ndarray:
+    """The y symbols round(y_g − μ_g), int32, computed in place (8 + 4 bytes per latent at the peak).
+
+    Raises:
+        ValueError: a rounded latent outside int32.
+    """
+    residual = y.astype(np.float64)
+    residual -= mu
+    np.round(residual, out=residual)
+    if residual.size and not (np.iinfo(np.int32).min <= residual.min() and residual.max() <= np.iinfo(np.int32).max):
+        raise ValueError("a rounded latent is outside int32")
+    return residual.astype(np.int32)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
-from torch import Tensor
+
+if TYPE_CHECKING:  # PyTorch is imported only where tensors are made: decoding needs none
+    from torch import Tensor
 
 #: File suffixes read as images (through Pillow).
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
@@ -50,6 +51,8 @@ def image_to_tensor(image: Image.Image) -> tuple[Tensor, str | None]:
         if image.mode.startswith("I") or image.mode == "F":
             image = _to_8bit_gray(image)
         image = image.convert("RGB")
+    import torch
+
     data = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
     return data.view(image.height, image.width, 3).permute(2, 0, 1).contiguous(), "; ".join(notices) or None
 

@@ -1,4 +1,4 @@
-"""Tiled transforms: coding images of any size (up to codec.MAX_PIXELS) in bounded memory.
+"""Tiled transforms: coding images of any size (up to container.MAX_PIXELS) in bounded memory.
 
 A transform f with a finite receptive field that scales the grid by a factor s (g_a: 1/16,
 h_a: 1/4, h_s: 4, g_s: 16) is applied to overlapping tiles: each tile of ``tile`` input rows ×
@@ -9,8 +9,8 @@ output. Peak memory is then that of one widened tile plus the input and the outp
 * **Decoder (exact).** g_s is a stack of transposed convolutions: an output pixel depends on the
   latents within ±2 of its own (two-layer: k13 s8 then k5 s2; jpeg-like: k18 s16; mbt2018-mean:
   4 × k5 s2), so with SYNTHESIS_MARGIN = 4 latents every tile sees all of its pixels' inputs.
-  The sums must also run in the same order: oneDNN picks its algorithm by shape, so g_s runs
-  with oneDNN off (:func:`exact_synthesis`), where a convolution is a GEMM (each output a dot
+  The sums must also run in the same order: oneDNN picks its algorithm by shape, so the torch
+  g_s runs with oneDNN off (hyperprior.exact_synthesis), where a convolution is a GEMM (each output a dot
   product over the input channels in a fixed order) plus col2im (overlaps added in kernel order).
   Tiled x̂ is then bit-identical to untiled x̂ for every tile size (tests/test_tiling.py).
   h_s is exact by construction (fixed point in float64, entropy_parameters.py), so tiling it with
@@ -28,11 +28,9 @@ output. Peak memory is then that of one widened tile plus the input and the outp
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import contextmanager
 from fractions import Fraction
 
-import torch
-from torch import Tensor
+import numpy as np
 
 #: Core size of an analysis tile, in pixels (a multiple of 64), and its context on each side.
 ANALYSIS_TILE = 1024
@@ -62,12 +60,14 @@ def spans(n: int, tile: int, margin: int) -> list[tuple[int, int, int, int]]:
     return [(a, min(n, a + tile), max(0, a - margin), min(n, a + tile + margin)) for a in range(0, n, tile)]
 
 
-def tiled(f: Callable[[Tensor], Tensor], x: Tensor, scale: Fraction, tile: int, margin: int) -> Tensor:
-    """f(x) computed tile by tile: x (1, C, H, W) → (1, C', H·scale, W·scale) in f's dtype.
+def tiled(f: Callable, x, scale: Fraction, tile: int, margin: int):
+    """f(x) computed tile by tile: x (1, C, H, W) → (1, C', H·scale, W·scale) in f's dtype and array type.
 
-    ``f`` maps (1, C, h, w) to (1, C', h·scale, w·scale); ``tile`` and ``margin`` are in input
-    units, and tile, margin, H and W times ``scale`` must be integers. Tiles are computed one at a
-    time, so only one widened tile's intermediates are alive; the output is allocated once.
+    x and f's results are both numpy arrays or both torch tensors (this module does not import torch).
+    ``f`` maps (1, C, h, w) to (1, C', h·scale, w·scale), or to a tuple of such arrays (then a tuple of
+    outputs is returned, each allocated once: e.g. μ and the scale indexes without a stacked copy);
+    ``tile`` and ``margin`` are in input units, and tile, margin, H and W times ``scale`` must be
+    integers. Tiles are computed one at a time, so only one widened tile's intermediates are alive.
 
     Raises:
         ValueError: a size that ``scale`` does not map to whole output pixels.
@@ -76,25 +76,22 @@ def tiled(f: Callable[[Tensor], Tensor], x: Tensor, scale: Fraction, tile: int, 
     for n in (h, w, tile, margin):
         if (n * scale).denominator != 1:
             raise ValueError(f"size {n} times scale {scale} is not an integer")
-    out = None
+    outs = None
     for r0, r1, ro0, ro1 in spans(h, tile, margin):
         for c0, c1, co0, co1 in spans(w, tile, margin):
-            y = f(x[..., ro0:ro1, co0:co1])
-            if out is None:
-                out = y.new_empty((1, y.shape[1], int(h * scale), int(w * scale)))
-            out[..., int(r0 * scale) : int(r1 * scale), int(c0 * scale) : int(c1 * scale)] = y[
-                ..., int((r0 - ro0) * scale) : int((r1 - ro0) * scale), int((c0 - co0) * scale) : int((c1 - co0) * scale)
-            ]
-            del y
-    return out
+            ys = f(x[..., ro0:ro1, co0:co1])
+            single = not isinstance(ys, tuple)
+            ys = (ys,) if single else ys
+            if outs is None:
+                outs = [_empty_like(y, (1, y.shape[1], int(h * scale), int(w * scale))) for y in ys]
+            for out, y in zip(outs, ys):
+                out[..., int(r0 * scale) : int(r1 * scale), int(c0 * scale) : int(c1 * scale)] = y[
+                    ..., int((r0 - ro0) * scale) : int((r1 - ro0) * scale),
+                    int((c0 - co0) * scale) : int((c1 - co0) * scale)]
+            del ys
+    return outs[0] if single else tuple(outs)
 
 
-@contextmanager
-def exact_synthesis():
-    """Context in which convolutions sum in an order that does not depend on the tensor size (oneDNN off)."""
-    enabled = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False
-    try:
-        yield
-    finally:
-        torch.backends.mkldnn.enabled = enabled
+def _empty_like(y, shape: tuple[int, ...]):
+    """An uninitialised array of ``shape`` of y's kind (numpy array or torch tensor) and dtype."""
+    return y.new_empty(shape) if hasattr(y, "new_empty") else np.empty(shape, dtype=y.dtype)

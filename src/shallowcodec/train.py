@@ -49,8 +49,9 @@ from shallowcodec.data import data_stream
 from shallowcodec.distributed import Process, end_process, mean_over_processes, rank0_decides, start_process
 from shallowcodec.hyperprior import ShallowHyperprior
 from shallowcodec.metrics import psnr_of_mse
-from shallowcodec.variable_rate import MAX_QUALITY, lmbda_of
-from shallowcodec.zoo import ModelNotFoundError, build, model_card
+from shallowcodec.model_files import ModelNotFoundError, model_card
+from shallowcodec.quality import MAX_QUALITY, lmbda_of
+from shallowcodec.zoo import build
 
 #: With ``--steps 0``, the speed that fits the planned total leaves out the first FIT_SKIP steps (start-up).
 FIT_SKIP = 5

@@ -18,12 +18,22 @@ helpers) are reused rather than rewritten.
 
 from __future__ import annotations
 
+import torch
+import torch.nn.functional as F
 from compressai.layers import GDN, GDN1, AttentionBlock
 from compressai.models.sensetime import ResidualBottleneckBlock
 from compressai.models.utils import conv, deconv
 from torch import Tensor, nn
 
-from shallowcodec.entropy_parameters import check_fan_in, fixed_point_layer, hyper_synthesis_fixed_point
+from shallowcodec.entropy_parameters import (
+    ACT_BITS,
+    FixedPointLayer,
+    check_fan_in,
+    fixed_point_layer,
+    quantize_activation,
+    round_grid,
+    weight_scales,
+)
 
 
 def conv_transpose_exact(in_ch: int, out_ch: int, kernel_size: int, stride: int) -> nn.ConvTranspose2d:
@@ -161,11 +171,20 @@ class HyperAnalysis(nn.Sequential):
         )
 
 
+#: Kinds of h_s: the paper's three layers, or one transposed convolution at stride 4.
+HYPER_SYNTHESES = ("paper", "cheap")
+
+
 class HyperSynthesis(nn.Module):
     """Hyper-synthesis h_s: ẑ → (μ, log σ) of the Gaussian conditional of y, in fixed point.
 
-    ConvT k5 s2 (M) → ReLU → ConvT k5 s2 (1.5 M) → ReLU → ConvT k3 s1 (2 M), split into μ and
-    log σ. 30,355 FLOPs/pixel at M=320 (paper Table 1). Weights and activations are rounded to
+    ``kind="paper"``: ConvT k5 s2 (M) → ReLU → ConvT k5 s2 (1.5 M) → ReLU → ConvT k3 s1 (2 M),
+    30,355 FLOPs/pixel at M=320 (paper Table 1). ``kind="cheap"``: one ConvT(M→2M, k, s4)
+    (``kernel_size`` k ≥ 4; the authors' code has k6, issue 11 item 4), 2·M·2M·k²/4096 + 2M/256
+    FLOPs/pixel: 1,602 at k4 and 3,602 at k6 (M=320), trained by distillation (distill.py). k6 is
+    the default: distilled from the embedded two-layer weights it cost +0.5 % BD-rate on 6 photos24
+    images, k4 +2.9 % (benchmarks/results/cheap-hs-*.json); k4 alone meets issue 11's ≤ 2,000 FLOPs/pixel.
+    Either output is split into μ and log σ. Weights and activations are rounded to
     fixed-point grids (entropy_parameters.py, after Ballé et al., ICLR 2019) so that the decoder
     computes μ and the scale indexes bit-identically on every CPU; training sees the same
     rounding through straight-through gradients.
@@ -173,29 +192,68 @@ class HyperSynthesis(nn.Module):
     Shapes: ẑ (B, M, h/4, w/4) → μ, log σ each (B, M, h, w).
 
     Raises:
-        ValueError: a width whose float64 sums could not be exact (fan-in > 2^16).
+        ValueError: an unknown ``kind``, a cheap ``kernel_size`` < 4, or a width whose float64
+            sums could not be exact (fan-in > 2^16).
     """
 
-    def __init__(self, M: int):
+    def __init__(self, M: int, kind: str = "paper", kernel_size: int = 6):
         super().__init__()
-        self.layers = nn.Sequential(
-            deconv(M, M), nn.ReLU(inplace=True),
-            deconv(M, M * 3 // 2), nn.ReLU(inplace=True),
-            deconv(M * 3 // 2, 2 * M, kernel_size=3, stride=1),
-        )
-        check_fan_in(self.layers)
-        self._exact_weights: tuple[tuple, list] = ((), [])
+        if kind not in HYPER_SYNTHESES:
+            raise ValueError(f"unknown h_s kind {kind!r}; expected one of {HYPER_SYNTHESES}")
+        if kind == "cheap":
+            self.layers = nn.Sequential(conv_transpose_exact(M, 2 * M, kernel_size, stride=4))
+        else:
+            self.layers = nn.Sequential(
+                deconv(M, M), nn.ReLU(inplace=True),
+                deconv(M, M * 3 // 2), nn.ReLU(inplace=True),
+                deconv(M * 3 // 2, 2 * M, kernel_size=3, stride=1),
+            )
+        for layer in self.convolutions():
+            check_fan_in(layer.in_channels, layer.kernel_size[0])
+        self._exact_layers: tuple[tuple, list[FixedPointLayer]] = ((), [])
 
-    def forward(self, z_hat: Tensor, exact: bool = False) -> tuple[Tensor, Tensor]:
-        """(μ, log σ) on the 2^-10 grid: float64 and bit-exact with ``exact``, else float32 with
-        straight-through rounding (differentiable)."""
-        return hyper_synthesis_fixed_point(self.layers, z_hat, exact, self.exact_weights() if exact else None)
+    def convolutions(self) -> list[nn.ConvTranspose2d]:
+        """The transposed convolutions of h_s, in order (each followed by a ReLU but the last)."""
+        return [m for m in self.layers if isinstance(m, nn.ConvTranspose2d)]
 
-    def exact_weights(self) -> list[tuple[Tensor, Tensor]]:
-        """The float64 fixed-point (weight, bias) of each convolution, computed once per parameter
-        version (an optimizer step or a load changes the version and recomputes them)."""
-        convs = [m for m in self.layers if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
-        versions = tuple((id(p), p._version, p.device) for c in convs for p in (c.weight, c.bias))
-        if versions != self._exact_weights[0]:
-            self._exact_weights = (versions, [fixed_point_layer(c) for c in convs])
-        return self._exact_weights[1]
+    def forward(self, z_hat: Tensor) -> tuple[Tensor, Tensor]:
+        """(μ, log σ) on the 2^-10 grid in float32, the fixed-point rounding of weights and activations
+        with straight-through gradients (training, SGA): the function :meth:`exact_layers` computes."""
+        x = _straight_through(z_hat.float(), quantize_activation)
+        for layer in self.layers:
+            if isinstance(layer, nn.ConvTranspose2d):
+                weight = _straight_through(layer.weight, _quantize_weight)
+                bias = _straight_through(layer.bias, lambda b: round_grid(b, ACT_BITS))
+                x = F.conv_transpose2d(x, weight, bias, layer.stride, layer.padding, layer.output_padding)
+                x = _straight_through(x, quantize_activation)
+            elif isinstance(layer, nn.ReLU):
+                x = torch.relu(x)
+            else:
+                raise TypeError(f"fixed-point h_s supports ConvTranspose2d and ReLU, not {type(layer).__name__}")
+        mu, log_sigma = x.chunk(2, dim=1)
+        return mu, log_sigma
+
+    def exact_layers(self) -> list[FixedPointLayer]:
+        """The decoder's fixed-point layers (numpy float64, entropy_parameters.entropy_parameters),
+        computed once per parameter version (an optimizer step or a load recomputes them)."""
+        convs = self.convolutions()
+        versions = tuple((id(p), p._version) for c in convs for p in (c.weight, c.bias))
+        if versions != self._exact_layers[0]:
+            layers = [fixed_point_layer(c.weight.detach().cpu().double().numpy(), c.bias.detach().cpu().double().numpy(),
+                                        c.stride[0], relu=i < len(convs) - 1) for i, c in enumerate(convs)]
+            self._exact_layers = (versions, layers)
+        return self._exact_layers[1]
+
+
+def _straight_through(x: Tensor, quantize) -> Tensor:
+    """``quantize(x)`` in the forward pass, identity gradient with respect to ``x``."""
+    return x + (quantize(x.detach()) - x).detach()
+
+
+def _quantize_weight(weight: Tensor) -> Tensor:
+    """A ConvTranspose2d weight (C_in, C_out, k, k) on its per-output-channel grids (entropy_parameters.weight_scales)."""
+    if weight.is_meta:  # FLOP counting on the meta device: shapes only
+        return weight
+    scale = torch.tensor(weight_scales(weight.abs().amax(dim=(0, 2, 3)).tolist()), dtype=weight.dtype,
+                         device=weight.device).reshape(1, -1, 1, 1)
+    return torch.round(weight * scale) / scale

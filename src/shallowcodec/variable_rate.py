@@ -18,10 +18,8 @@ h_s predicts μ, σ of the *ungained* y and does not see q, so they are mapped i
 domain exactly (γ·y ~ N(γμ, γσ) when y ~ N(μ, σ)), rather than asking h_s to guess q as in
 Cui et al.'s hyperprior; the decoder pays element-wise products only.
 
-Quality q ∈ [0, 6] ↔ λ(q) = 0.00125 · 2^q (the paper's 7 λ values at integer q). Between
-integers, gains are interpolated exponentially (Cui et al. Eq. 9: linear in log γ). Qualities
-are snapped to multiples of 1/256, the precision the container stores, so that encoder and
-decoder compute bit-identical gains.
+Quality q ∈ [0, 6] ↔ λ(q) = 0.00125 · 2^q (quality.py). Between integers, gains are
+interpolated exponentially (Cui et al. Eq. 9: linear in log γ).
 
 CompressAI's GainHyperpriorLatentCodec takes gains as inputs but neither holds nor
 interpolates them, and it hides the quantization step that mixed quantization and SGA need,
@@ -31,35 +29,13 @@ so the gains live here and the model applies them (hyperprior.py).
 from __future__ import annotations
 
 import math
-import numbers
 from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from shallowcodec.container import QUALITY_SCALE
 from shallowcodec.entropy_parameters import ExactGains, exact_gains
-
-#: λ per integer quality (paper's 7 values, low to high rate); loss = bpp + λ·MSE(0–255).
-LMBDAS = (0.00125, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08)
-MAX_QUALITY = len(LMBDAS) - 1
-
-
-def lmbda_of(quality: float) -> float:
-    """λ(q) = 0.00125 · 2^q: the rate–distortion weight of quality q (0 → 0.00125, 6 → 0.08)."""
-    return LMBDAS[0] * 2.0**quality
-
-
-def snap_quality(quality: float) -> float:
-    """Quality q rounded to a multiple of 1/256 (exactly representable; what the container stores).
-
-    Raises:
-        ValueError: q is not a number in [0, 6].
-    """
-    if isinstance(quality, bool) or not isinstance(quality, numbers.Real) or not 0 <= quality <= MAX_QUALITY:
-        shown = f"{quality:g}" if isinstance(quality, numbers.Real) and not isinstance(quality, bool) else repr(quality)
-        raise ValueError(f"quality must be a number in 0..{MAX_QUALITY}, got {shown}")
-    return round(float(quality) * QUALITY_SCALE) / QUALITY_SCALE
+from shallowcodec.quality import LMBDAS, MAX_QUALITY
 
 
 class Gains(NamedTuple):
@@ -109,5 +85,5 @@ class GainUnits(nn.Module):
     def exact(self, quality: float) -> ExactGains:
         """The decoder's gains for one quality (a multiple of 1/256), identical on every platform:
         log γ_y, γ_y, γ⁻¹_y, γ⁻¹_z, float64 (1, M, 1, 1) each (entropy_parameters.exact_gains)."""
-        return exact_gains({"y": self.log_y_gain, "y_inv": self.log_y_gain_inv, "z_inv": self.log_z_gain_inv},
-                           float(quality))
+        tables = {"y": self.log_y_gain, "y_inv": self.log_y_gain_inv, "z_inv": self.log_z_gain_inv}
+        return exact_gains({k: v.detach().cpu().double().numpy() for k, v in tables.items()}, float(quality))

@@ -19,18 +19,17 @@ held parameters only; their tables are rebuilt on load.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
 from safetensors.torch import load, save
 
 from shallowcodec.atomic import atomic_write
 from shallowcodec.hyperprior import TABLE_NAMES, ShallowHyperprior
+from shallowcodec.model_files import DEFAULT_ARCHITECTURE, ModelNotFoundError, embedded_path, read_metadata, weights_id
 from shallowcodec.transforms import (
     CNNAnalysis,
     ELICAnalysis,
@@ -40,39 +39,47 @@ from shallowcodec.transforms import (
     MBT2018Synthesis,
     TwoLayerSynthesis,
 )
-from shallowcodec.variable_rate import LMBDAS, GainUnits, lmbda_of
-
-DEFAULT_ARCHITECTURE = "two-layer"
-#: Quality used when none is given: the middle of 0–6.
-DEFAULT_QUALITY = 3
+from shallowcodec.variable_rate import GainUnits
 
 
 def _gain(M: int, variable_rate: bool) -> GainUnits | None:
     return GainUnits(M) if variable_rate else None
 
 
-def jpeg_like(N: int = 192, M: int = 320, kernel_size: int = 18, variable_rate: bool = False) -> ShallowHyperprior:
-    """ELIC g_a + JPEG-like g_s (one ConvT, kernel ``kernel_size``, stride 16)."""
-    return ShallowHyperprior(ELICAnalysis(N, M), JPEGLikeSynthesis(M, kernel_size), HyperAnalysis(M), HyperSynthesis(M),
-                               M, _gain(M, variable_rate))
+def _h_s(M: int, hyper_synthesis: str, hyper_kernel: int) -> HyperSynthesis:
+    """h_s of every architecture: ``hyper_synthesis`` "paper" (three layers, 30,355 FLOPs/pixel at M=320) or
+    "cheap" (one ConvT(M→2M, k=``hyper_kernel``, s4), distilled by distill.py; 3,602 FLOPs/pixel at k6, 1,602 at k4, M=320).
+    Both are stored in a weights file's config JSON (a file without them has the paper h_s)."""
+    return HyperSynthesis(M, hyper_synthesis, hyper_kernel)
 
 
-def two_layer(N: int = 192, M: int = 320, hidden: int = 12, variable_rate: bool = False) -> ShallowHyperprior:
-    """ELIC g_a + the proposed residual two-layer g_s (``hidden`` channels between the layers)."""
-    return ShallowHyperprior(ELICAnalysis(N, M), TwoLayerSynthesis(M, hidden), HyperAnalysis(M), HyperSynthesis(M),
-                               M, _gain(M, variable_rate))
+def jpeg_like(N: int = 192, M: int = 320, kernel_size: int = 18, variable_rate: bool = False,
+              hyper_synthesis: str = "paper", hyper_kernel: int = 6) -> ShallowHyperprior:
+    """ELIC g_a + JPEG-like g_s (one ConvT, kernel ``kernel_size``, stride 16); h_s as in :func:`_h_s`."""
+    return ShallowHyperprior(ELICAnalysis(N, M), JPEGLikeSynthesis(M, kernel_size), HyperAnalysis(M),
+                             _h_s(M, hyper_synthesis, hyper_kernel), M, _gain(M, variable_rate))
 
 
-def two_layer_nores(N: int = 256, M: int = 320, hidden: int = 12, variable_rate: bool = False) -> ShallowHyperprior:
-    """CNN g_a (N=256 in the paper) + two-layer g_s without the residual branch (2·hidden channels)."""
+def two_layer(N: int = 192, M: int = 320, hidden: int = 12, variable_rate: bool = False,
+              hyper_synthesis: str = "paper", hyper_kernel: int = 6) -> ShallowHyperprior:
+    """ELIC g_a + the proposed residual two-layer g_s (``hidden`` channels between the layers); h_s as in :func:`_h_s`."""
+    return ShallowHyperprior(ELICAnalysis(N, M), TwoLayerSynthesis(M, hidden), HyperAnalysis(M),
+                             _h_s(M, hyper_synthesis, hyper_kernel), M, _gain(M, variable_rate))
+
+
+def two_layer_nores(N: int = 256, M: int = 320, hidden: int = 12, variable_rate: bool = False,
+                    hyper_synthesis: str = "paper", hyper_kernel: int = 6) -> ShallowHyperprior:
+    """CNN g_a (N=256 in the paper) + two-layer g_s without the residual branch (2·hidden channels); h_s as in
+    :func:`_h_s`."""
     return ShallowHyperprior(CNNAnalysis(N, M), TwoLayerSynthesis(M, hidden, residual=False), HyperAnalysis(M),
-                               HyperSynthesis(M), M, _gain(M, variable_rate))
+                             _h_s(M, hyper_synthesis, hyper_kernel), M, _gain(M, variable_rate))
 
 
-def mbt2018_mean(N: int = 192, M: int = 320, variable_rate: bool = False) -> ShallowHyperprior:
-    """The mean-scale hyperprior baseline: CNN g_a + 4 × ConvT/IGDN g_s."""
-    return ShallowHyperprior(CNNAnalysis(N, M), MBT2018Synthesis(N, M), HyperAnalysis(M), HyperSynthesis(M),
-                               M, _gain(M, variable_rate))
+def mbt2018_mean(N: int = 192, M: int = 320, variable_rate: bool = False, hyper_synthesis: str = "paper",
+                 hyper_kernel: int = 6) -> ShallowHyperprior:
+    """The mean-scale hyperprior baseline: CNN g_a + 4 × ConvT/IGDN g_s; h_s as in :func:`_h_s`."""
+    return ShallowHyperprior(CNNAnalysis(N, M), MBT2018Synthesis(N, M), HyperAnalysis(M),
+                             _h_s(M, hyper_synthesis, hyper_kernel), M, _gain(M, variable_rate))
 
 
 ARCHITECTURES = {
@@ -81,10 +88,6 @@ ARCHITECTURES = {
     "two-layer-nores": two_layer_nores,
     "mbt2018-mean": mbt2018_mean,
 }
-
-
-class ModelNotFoundError(LookupError):
-    """Raised for an unknown architecture, missing or unreadable weights; message is one line."""
 
 
 def build(architecture: str, **config) -> ShallowHyperprior:
@@ -103,7 +106,8 @@ class LoadedModel:
     """A trained model with the facts from its weights file.
 
     ``quality`` and ``lmbda`` are those a fixed-λ model was trained for; both are None for a
-    variable-rate model, which serves every quality in 0–6.
+    variable-rate model, which serves every quality in 0–6. ``path`` is the weights file (None
+    for a model built in memory); decoder.Decoder(path) decodes its files without PyTorch.
     """
 
     model: ShallowHyperprior = field(repr=False)
@@ -112,6 +116,7 @@ class LoadedModel:
     lmbda: float | None
     weights_id: int
     metadata: dict = field(default_factory=dict)
+    path: Path | None = None
 
     @property
     def variable_rate(self) -> bool:
@@ -164,8 +169,7 @@ def load_weights(path: Path) -> LoadedModel:
     model.eval()
     if not has_tables:
         model.update(force=True)
-    weights_id = int.from_bytes(hashlib.sha256(data).digest()[:4], "little")
-    return LoadedModel(model, architecture, quality, lmbda, weights_id, meta)
+    return LoadedModel(model, architecture, quality, lmbda, weights_id(data), meta, Path(path))
 
 
 def _copy_tensors(model: ShallowHyperprior, tensors: dict) -> bool:
@@ -191,70 +195,10 @@ def _copy_tensors(model: ShallowHyperprior, tensors: dict) -> bool:
     return has_tables
 
 
-def read_metadata(path: Path) -> dict:
-    """The string metadata of a shallowcodec weights file (``safe_open(...).metadata()``; tensors are not read).
-
-    Raises:
-        OSError: the file cannot be read; ValueError: it is not a safetensors file with shallowcodec
-            metadata (``architecture`` and ``config``).
-    """
-    try:
-        with safe_open(path, "pt") as f:
-            meta = f.metadata()
-    except SafetensorError:
-        meta = None
-    if not meta or "architecture" not in meta or "config" not in meta:
-        raise ValueError("not a shallowcodec weights file")
-    return meta
-
-
-def model_card(path: Path) -> dict:
-    """Facts of a weights file without loading it: architecture, widths, qualities with λ, and
-    the stored training facts (steps, train_seconds, crop, photos24 bpp and PSNR per quality,
-    ... as recorded when it was written).
-
-    Raises:
-        ModelNotFoundError: the file is missing, unreadable or not a shallowcodec weights file.
-    """
-    try:
-        meta = read_metadata(path)
-    except (OSError, ValueError) as e:
-        raise ModelNotFoundError(f"cannot read weights {path}: {e}") from None
-    config = json.loads(meta["config"])
-    variable_rate = bool(config.get("variable_rate"))
-    qualities = list(range(len(LMBDAS))) if variable_rate else [int(meta["quality"])]
-    lmbdas = [lmbda_of(q) for q in qualities] if variable_rate else [float(meta["lmbda"])]
-    facts = {k: json.loads(v) for k, v in meta.items() if k not in ("architecture", "quality", "lmbda", "config")}
-    return {"architecture": meta["architecture"], "config": config, "variable_rate": variable_rate,
-            "qualities": qualities, "lmbdas": lmbdas, **facts}
-
-
-def embedded_table() -> dict:
-    """Embedded models: per architecture its default quality and :func:`model_card`."""
-    return {arch: {"default_quality": DEFAULT_QUALITY, "file": path.name, **model_card(path)}
-            for arch, path in embedded_models().items()}
-
-
-def weights_dir() -> Path:
-    """Folder of the weights embedded in the package."""
-    return Path(str(resources.files("shallowcodec") / "weights"))
-
-
-def embedded_models() -> dict[str, Path]:
-    """The embedded variable-rate weights file of each architecture, e.g. {"two-layer": Path}."""
-    return {read_metadata(path)["architecture"]: path
-            for path in sorted(weights_dir().glob("*.safetensors"))}
-
-
 def load_embedded(architecture: str = DEFAULT_ARCHITECTURE) -> LoadedModel:
     """Load the embedded (variable-rate) weights of an architecture.
 
     Raises:
         ModelNotFoundError: unknown architecture, or no embedded weights for it.
     """
-    if architecture not in ARCHITECTURES:
-        raise ModelNotFoundError(f"unknown model {architecture!r}; choose from {', '.join(ARCHITECTURES)}")
-    path = embedded_models().get(architecture)
-    if path is None:
-        raise ModelNotFoundError(f"no embedded weights for model {architecture!r}")
-    return load_weights(path)
+    return load_weights(embedded_path(architecture))

@@ -1,0 +1,101 @@
+"""Weights files of trained models, read without PyTorch: metadata, model cards, the embedded files.
+
+A weights file is a safetensors file (no pickle) whose string metadata holds ``architecture``,
+``config`` (JSON of the builder's keyword arguments: widths N, M, ``variable_rate``, ...), for
+fixed-λ files ``quality`` and ``lmbda``, and free-form training facts (steps, crop,
+core-hours, photos24 figures). Its ``weights_id`` — the first 4 bytes of the file's SHA-256 —
+is stored in every bitstream, so a decoder with other weights refuses the file. zoo.py builds
+torch models from these files; decoder.py decodes with them in numpy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+
+from safetensors import SafetensorError, safe_open
+
+from shallowcodec.quality import DEFAULT_QUALITY, LMBDAS, lmbda_of
+
+#: Architecture names (zoo.ARCHITECTURES builds them; paper Sec. 4).
+ARCHITECTURE_NAMES = ("jpeg-like", "two-layer", "two-layer-nores", "mbt2018-mean")
+DEFAULT_ARCHITECTURE = "two-layer"
+
+
+class ModelNotFoundError(LookupError):
+    """Raised for an unknown architecture, missing or unreadable weights; message is one line."""
+
+
+def weights_id(data: bytes) -> int:
+    """The uint32 fingerprint of a weights file's bytes: its SHA-256's first 4 bytes, little-endian."""
+    return int.from_bytes(hashlib.sha256(data).digest()[:4], "little")
+
+
+def read_metadata(path: Path) -> dict:
+    """The string metadata of a shallowcodec weights file (tensors are not read).
+
+    Raises:
+        OSError: the file cannot be read; ValueError: it is not a safetensors file with shallowcodec
+            metadata (``architecture`` and ``config``).
+    """
+    try:
+        with safe_open(path, "numpy") as f:
+            meta = f.metadata()
+    except SafetensorError:
+        meta = None
+    if not meta or "architecture" not in meta or "config" not in meta:
+        raise ValueError("not a shallowcodec weights file")
+    return meta
+
+
+def model_card(path: Path) -> dict:
+    """Facts of a weights file without loading it: architecture, widths, qualities with λ, and
+    the stored training facts (steps, train_seconds, crop, photos24 bpp and PSNR per quality,
+    ... as recorded when it was written).
+
+    Raises:
+        ModelNotFoundError: the file is missing, unreadable or not a shallowcodec weights file.
+    """
+    try:
+        meta = read_metadata(path)
+    except (OSError, ValueError) as e:
+        raise ModelNotFoundError(f"cannot read weights {path}: {e}") from None
+    config = json.loads(meta["config"])
+    variable_rate = bool(config.get("variable_rate"))
+    qualities = list(range(len(LMBDAS))) if variable_rate else [int(meta["quality"])]
+    lmbdas = [lmbda_of(q) for q in qualities] if variable_rate else [float(meta["lmbda"])]
+    facts = {k: json.loads(v) for k, v in meta.items() if k not in ("architecture", "quality", "lmbda", "config")}
+    return {"architecture": meta["architecture"], "config": config, "variable_rate": variable_rate,
+            "qualities": qualities, "lmbdas": lmbdas, **facts}
+
+
+def weights_dir() -> Path:
+    """Folder of the weights embedded in the package."""
+    return Path(str(resources.files("shallowcodec") / "weights"))
+
+
+def embedded_models() -> dict[str, Path]:
+    """The embedded variable-rate weights file of each architecture, e.g. {"two-layer": Path}."""
+    return {read_metadata(path)["architecture"]: path for path in sorted(weights_dir().glob("*.safetensors"))}
+
+
+def embedded_table() -> dict:
+    """Embedded models: per architecture its default quality and :func:`model_card`."""
+    return {arch: {"default_quality": DEFAULT_QUALITY, "file": path.name, **model_card(path)}
+            for arch, path in embedded_models().items()}
+
+
+def embedded_path(architecture: str) -> Path:
+    """The embedded weights file of an architecture.
+
+    Raises:
+        ModelNotFoundError: unknown architecture, or no embedded weights for it.
+    """
+    if architecture not in ARCHITECTURE_NAMES:
+        raise ModelNotFoundError(f"unknown model {architecture!r}; choose from {', '.join(ARCHITECTURE_NAMES)}")
+    path = embedded_models().get(architecture)
+    if path is None:
+        raise ModelNotFoundError(f"no embedded weights for model {architecture!r}")
+    return path
