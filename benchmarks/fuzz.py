@@ -27,6 +27,8 @@ from pathlib import Path
 from shallowcodec import fuzz
 
 PHOTOS24 = Path(__file__).resolve().parents[2] / "shared/data/photos24"
+#: Decodes between two progress lines on stderr.
+PROGRESS_EVERY = 1000
 
 
 class Worker:
@@ -75,7 +77,14 @@ def run(decodes: int, seed: int, timeout: float, photos: Path) -> dict:
             failures.append({"decode": i, kind: answer[kind], "file": data.hex()})
             if kind in ("crash", "hang"):
                 worker = Worker()
+        if (i + 1) % PROGRESS_EVERY == 0:  # a running summary on stderr: a long run stopped early still reports
+            print(json.dumps(summary(i + 1, seed, start, counts, peak, [])), file=sys.stderr, flush=True)
     worker.close()
+    return summary(decodes, seed, start, counts, peak, failures)
+
+
+def summary(decodes: int, seed: int, start: float, counts: Counter, peak: float, failures: list) -> dict:
+    """Counts after ``decodes`` files: images, one-line errors, crashes, hangs, failures, peak RSS (MB)."""
     return {"decodes": decodes, "seed": seed, "seconds": round(time.perf_counter() - start, 1),
             "images": counts["image"], "errors": counts["error"], "crashes": counts["crash"],
             "hangs": counts["hang"], "failures": counts["failure"], "peak_rss_mb": round(peak, 1),

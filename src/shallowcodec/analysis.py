@@ -492,8 +492,9 @@ def tradeoff_figure(rows: list[dict], anchor: str) -> plt.Figure:
         axis.margins(x=0.2, y=0.1)
         plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}")
         axis.xaxis.set_major_formatter(plain)
-        if key == "flops":  # a narrow range: label the minor ticks too
-            axis.xaxis.set_minor_formatter(plain)
+        if key == "flops":  # a narrow range: label the minor ticks 2·10^k and 5·10^k too
+            axis.xaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(
+                lambda v, _: f"{v:,.0f}" if f"{v:.0e}"[0] in "25" else ""))
         axis.grid(True, alpha=0.3, which="both")
         axis.set_ylabel(f"BD-rate vs {anchor} (PSNR) [%]")
     ax.set(xlabel="decode FLOPs/pixel (g_s + h_s, embedded widths)", title="learned models")

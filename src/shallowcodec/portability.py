@@ -170,17 +170,24 @@ def compare(reference: dict, other: dict, n_files: int) -> tuple[int, int]:
 
 
 def check(images: list[Path], models: list[str], qualities: list[float], crop: int, all_pixels: bool = True,
-          kernel_sets=KERNEL_SETS) -> dict:
+          kernel_sets=KERNEL_SETS, native_only: bool = False) -> dict:
     """Encode natively and under :data:`ENCODER_KERNELS`, decode under every kernel set with the decoders it
     affects (:func:`decoders_of`; ŷ in every variant; pixels in every variant, or with ``all_pixels=False``
     in the first of each decoder) and natively with both; returns {"files": n, "variants": 6, "kernels":
-    [{"env", "y_mismatches", "max_pixel_diff"}, ...]} (first row: native, last: the AVX2-encoding process)."""
+    [{"env", "y_mismatches", "max_pixel_diff"}, ...]} (first row: native, last: the AVX2-encoding process).
+    ``native_only``: the first row only (the numpy decoder against the torch model in this process)."""
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         (tmp / "native").mkdir()
         (tmp / "avx2").mkdir()
         spec = json.dumps({"images": [str(i) for i in images], "models": models, "qualities": qualities, "crop": crop})
         files = encode_files(images, models, qualities, crop, tmp / "native")
+        if native_only:
+            decode_files(files, tmp / "native.npz", all_pixels)
+            reference = dict(np.load(tmp / "native.npz"))
+            y_diffs, pixel_diff = compare(reference, reference, len(files))
+            return {"files": len(files), "variants": len(VARIANTS), "kernels": [
+                {"env": {"native": "all variants in one process"}, "y_mismatches": y_diffs, "max_pixel_diff": pixel_diff}]}
         run_worker(["_encode", spec, str(tmp / "avx2")], ENCODER_KERNELS)
         files += sorted((tmp / "avx2").glob("*.sdc"))
         listing = tmp / "files.json"
@@ -222,10 +229,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crop", type=int, default=0, help="code the top-left crop×crop square of each image (0: all)")
     parser.add_argument("--pixels-once", action="store_true",
                         help="compare pixels in one variant per decoder and kernel set (ŷ still in all): less g_s work")
+    parser.add_argument("--native-only", action="store_true",
+                        help="one process: every variant (the numpy decoder, the torch model) against the torch decode")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)
     images = image_files(args.images) if args.images.is_dir() else [args.images]
-    result = check(images, args.models, args.qualities, args.crop, all_pixels=not args.pixels_once)
+    result = check(images, args.models, args.qualities, args.crop, all_pixels=not args.pixels_once,
+                   native_only=args.native_only)
     for row in result["kernels"]:
         print(f"{json.dumps(row['env']):70s} ŷ mismatches {row['y_mismatches']:4d}   max |Δpixel| {row['max_pixel_diff']}")
     print(f"{result['files']} files × {result['variants']} variants per kernel set (torch: oneDNN on/off × 1, 2 threads; "
