@@ -158,20 +158,19 @@ def paper_size_codecs(folder: Path) -> dict[str, Codec]:
         model.h_a, model.h_s = reference.h_a, reference.h_s
         model.entropy_bottleneck, model.gaussian_conditional = reference.entropy_bottleneck, reference.gaussian_conditional
         models[name] = model
-    codecs = {}
+    paths = {name: folder / f"{name}.safetensors" for name in models}
     for name, model in models.items():
-        path = folder / f"{name}.safetensors"
-        zoo.save_weights(path, model, name, {}, DEFAULT_QUALITY, lmbda_of(DEFAULT_QUALITY), half=False)  # as encoded
-        two_layer_id = weights_id((folder / "two-layer.safetensors").read_bytes())  # the files are the two-layer's
-        loaded = zoo.LoadedModel(model, "two-layer", DEFAULT_QUALITY, lmbda_of(DEFAULT_QUALITY), two_layer_id, path=path)
-        codecs[name] = Codec(loaded)
-    return codecs
+        zoo.save_weights(paths[name], model, name, {}, DEFAULT_QUALITY, lmbda_of(DEFAULT_QUALITY), half=False)  # as encoded
+    two_layer_id = weights_id(paths["two-layer"].read_bytes())  # the files are the two-layer's
+    return {name: Codec(zoo.LoadedModel(model, "two-layer", DEFAULT_QUALITY, lmbda_of(DEFAULT_QUALITY), two_layer_id,
+                                        path=paths[name])) for name, model in models.items()}
 
 
-def time_learned(codec: Codec, x: Tensor, data: bytes, n_threads: int, runs: int, reference: dict | None) -> dict:
-    """Encode and decode times of a learned codec; a paper-size stand-in (``reference``: the two-layer's
-    times) decodes the two-layer's file and only its g_a and g_s are timed, the rest is the reference's."""
-    decoder = Decoder(codec.loaded.path)
+def time_learned(codec: Codec, decoder: Decoder, x: Tensor, data: bytes, n_threads: int, runs: int,
+                 reference: tuple[dict, Decoder] | None) -> dict:
+    """Encode and decode times of a learned codec and its numpy ``decoder``; a paper-size stand-in
+    (``reference``: the two-layer's times and decoder) decodes the two-layer's file and only its g_a and
+    g_s are timed, the rest is the reference's."""
     if reference is None:
         embedded = codec.loaded.path in embedded_models().values()  # what `shallowcodec decompress` can decode
         return {**time_encode(codec, x, runs), **time_decode(decoder, data, runs),
@@ -179,8 +178,9 @@ def time_learned(codec: Codec, x: Tensor, data: bytes, n_threads: int, runs: int
     padded = mirror_pad(x[None].float() / 255)
     with torch.no_grad():
         g_a = median_seconds(lambda: codec.loaded.model.g_a(padded), runs)
+    reference, reference_decoder = reference
     stream = unpack(data)
-    y_hat = Decoder(codec.loaded.path.with_name("two-layer.safetensors")).decode_latents(stream)
+    y_hat = reference_decoder.decode_latents(stream)
     g_s = median_seconds(lambda: decoder.render(y_hat, stream.header.quality, stream.header.height,
                                                 stream.header.width), runs)
     return {"encode_s": g_a + reference["encode_s"] - reference["encode_g_a_s"], "encode_g_a_s": g_a,
@@ -240,13 +240,14 @@ def _run(x: Tensor, learned: dict[str, Codec], runs: int, thread_counts: tuple[i
     files = {name: learned[name].compress(x) for name in ([LEARNED[0]] if paper_size else LEARNED)}
     pillow = {name: closest_quality(name, x, bpp(len(files["two-layer"]), pixels)) for name in PILLOW}
     suffix = " (N=192, M=320, untrained)" if paper_size else f" q{learned['two-layer'].quality:g}"
+    decoders = {name: Decoder(c.loaded.path) for name, c in learned.items()}
     table, startup = {}, {}
     for n in thread_counts:
         with threads(n):
             rows = []
             for name, c in learned.items():  # two-layer first: the paper-size stand-ins reuse its times
-                times = time_learned(c, x, files.get(name, files["two-layer"]), n, runs,
-                                     None if name in files else rows[0])
+                times = time_learned(c, decoders[name], x, files.get(name, files["two-layer"]), n, runs,
+                                     None if name in files else (rows[0], decoders["two-layer"]))
                 rows.append({"name": name + suffix, "bytes": len(files.get(name, files["two-layer"])), **times})
             rows += [{"name": f"{name} q{c.quality}", "bytes": len(data), **time_pillow(c, x, data, runs)}
                      for name, (c, data) in pillow.items()]

@@ -174,8 +174,8 @@ class Decoder:
         """
         h = stream.header
         shape = (1, self.channels, -(-h.height // ALIGN), -(-h.width // ALIGN))
-        channel = np.broadcast_to(np.arange(shape[1], dtype=np.int32).reshape(1, -1, 1, 1), shape)
-        return entropy_coding.decode(stream.z_string, channel, self.z_tables).astype(np.float32) + self.z_medians
+        symbols = entropy_coding.decode(stream.z_string, entropy_coding.channel_indexes(shape), self.z_tables)
+        return symbols.astype(np.float32) + self.z_medians
 
     def entropy_parameters(self, z_hat: np.ndarray, quality: float) -> EntropyParameters:
         """Stage 2: μ_g and scale indexes of y_g (1, M, 4h, 4w) from ẑ_g (1, M, h, w): the exact h_s."""
@@ -273,6 +273,18 @@ def embedded_decoder(architecture: str) -> Decoder:
     return Decoder(embedded_path(architecture))
 
 
+def decoder_for(header: Header) -> Decoder:
+    """The embedded :class:`Decoder` of the model a file's header names.
+
+    Raises:
+        ContainerError: an unknown model, or none embedded (one line).
+    """
+    try:
+        return embedded_decoder(header.architecture)
+    except ModelNotFoundError as e:
+        raise ContainerError(f"cannot decode: {e}") from None
+
+
 def decompress_array(data: bytes) -> np.ndarray:
     """Decode a ``.sdc`` file with the embedded model its header names: (H, W, 3) uint8 RGB.
 
@@ -280,11 +292,7 @@ def decompress_array(data: bytes) -> np.ndarray:
         ContainerError: damaged, truncated or foreign file, or unknown model/quality/weights.
     """
     stream = unpack(data)
-    try:
-        decoder = embedded_decoder(stream.header.architecture)
-    except ModelNotFoundError as e:
-        raise ContainerError(f"cannot decode: {e}") from None
-    return decoder.decode(stream)
+    return decoder_for(stream.header).decode(stream)
 
 
 def decompress(data: bytes):

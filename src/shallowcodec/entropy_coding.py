@@ -85,6 +85,11 @@ def _categorical(cdf: np.ndarray) -> Categorical:
     return Categorical(pmf.astype(np.float64), perfect=False)
 
 
+def channel_indexes(shape: tuple[int, ...]) -> np.ndarray:
+    """Table index of every symbol of a (1, C, h, w) latent coded with one table per channel (z): its channel."""
+    return np.broadcast_to(np.arange(shape[1], dtype=np.int32).reshape(1, -1, 1, 1), shape)
+
+
 def _groups(indexes: np.ndarray, n_tables: int) -> tuple[np.ndarray, np.ndarray]:
     """Coding order of the flat ``indexes``: a stable sort (raster order within a table).
 

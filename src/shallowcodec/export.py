@@ -45,7 +45,7 @@ from torch import Tensor, nn
 from shallowcodec import __version__
 from shallowcodec.atomic import atomic_write
 from shallowcodec.decoder import Decoder
-from shallowcodec.entropy_parameters import ACT_BITS, ACT_LIMIT, quantize_weight, round_grid
+from shallowcodec.entropy_parameters import ACT_BITS, quantize_activation, quantize_weight, round_grid
 from shallowcodec.model_files import embedded_path
 from shallowcodec.quality import MAX_QUALITY
 from shallowcodec.zoo import load_embedded
@@ -105,14 +105,8 @@ class ExactTransposedConv(nn.Module):
         phases = torch.matmul(self.matrix(), shifted.flatten(2)).reshape(1, s, s, self.c_out, rows, cols)
         out = phases.permute(0, 3, 4, 1, 5, 2).reshape(1, self.c_out, rows * s, cols * s)
         out = out[:, :, self.crop : rows * s - self.tail, self.crop : cols * s - self.tail] + self.bias
-        out = quantize(out)
+        out = quantize_activation(out)
         return torch.relu(out) if self.relu else out
-
-
-def quantize(x: Tensor) -> Tensor:
-    """Q_a (entropy_parameters.quantize_activation) in ONNX-exportable ops: clamp to ±ACT_LIMIT, round half to even."""
-    scale = 2.0**ACT_BITS
-    return torch.round(x.clamp(-ACT_LIMIT, ACT_LIMIT) * scale) / scale
 
 
 class ExactHyperSynthesis(nn.Module):
@@ -127,7 +121,7 @@ class ExactHyperSynthesis(nn.Module):
         self.layers = nn.ModuleList(ExactTransposedConv(c, relu=i < len(convs) - 1) for i, c in enumerate(convs))
 
     def forward(self, z_hat: Tensor) -> tuple[Tensor, Tensor]:
-        x = quantize(z_hat)
+        x = quantize_activation(z_hat)
         for layer in self.layers:
             x = layer(x)
         mu, log_sigma = x.chunk(2, dim=1)

@@ -29,7 +29,7 @@ import numpy as np
 
 from shallowcodec.codec import Codec
 from shallowcodec.container import _PREFIX, MAX_PIXELS, ContainerError, pack, unpack
-from shallowcodec.decoder import decompress_array, embedded_decoder
+from shallowcodec.decoder import decoder_for, decompress_array, embedded_decoder
 from shallowcodec.images import read_image
 from shallowcodec.model_files import ModelNotFoundError, embedded_models
 from shallowcodec.zoo import LoadedModel, load_embedded
@@ -224,11 +224,7 @@ def lean_latents(data: bytes) -> np.ndarray:
         ContainerError: the file is refused.
     """
     stream = unpack(data)
-    try:
-        decoder = embedded_decoder(stream.header.architecture)
-    except ModelNotFoundError as e:
-        raise ContainerError(f"cannot decode: {e}") from None
-    return decoder.decode_latents(stream)
+    return decoder_for(stream.header).decode_latents(stream)
 
 
 def outcome(decoder: Callable[[bytes], np.ndarray], data: bytes) -> str:

@@ -265,7 +265,7 @@ class ShallowHyperprior(CompressionModel):
         """
         medians = self.z_medians()
         z_symbols = torch.round(z - medians).to(torch.int64).numpy()
-        z_string = entropy_coding.encode(z_symbols, self._z_indexes(z_symbols.shape), self.tables("z"))
+        z_string = entropy_coding.encode(z_symbols, entropy_coding.channel_indexes(z_symbols.shape), self.tables("z"))
         z_hat = torch.from_numpy(z_symbols).float() + medians
         params = self.entropy_parameters(z_hat, quality)
         y_string = entropy_coding.encode(_rounded_residual(y.numpy(), params.mu), params.indexes, self.tables("y"))
@@ -282,7 +282,7 @@ class ShallowHyperprior(CompressionModel):
             entropy_coding.EntropyCodingError: a string that is damaged, runs out or has data left.
         """
         shape = (1, self.entropy_bottleneck.channels, *strings.z_shape)
-        z_symbols = entropy_coding.decode(strings.z_string, self._z_indexes(shape), self.tables("z"))
+        z_symbols = entropy_coding.decode(strings.z_string, entropy_coding.channel_indexes(shape), self.tables("z"))
         z_hat = torch.from_numpy(z_symbols).float() + self.z_medians()
         params = self.entropy_parameters(z_hat, quality)
         y_symbols = entropy_coding.decode(strings.y_string, params.indexes, self.tables("y"))
@@ -292,11 +292,6 @@ class ShallowHyperprior(CompressionModel):
         """The integer CDF tables of z (factorized prior, one per channel) or y (Gaussian, one per scale)."""
         module = self.entropy_bottleneck if latent == "z" else self.gaussian_conditional
         return entropy_coding.CdfTables(module._quantized_cdf.numpy(), module._cdf_length.numpy(), module._offset.numpy())
-
-    @staticmethod
-    def _z_indexes(shape: tuple[int, ...]) -> np.ndarray:
-        """Table index of every z symbol of ``shape`` (1, M, h, w): its channel."""
-        return np.broadcast_to(np.arange(shape[1], dtype=np.int32).reshape(1, -1, 1, 1), shape)
 
     @torch.no_grad()
     def decompress(self, strings: LatentStrings, quality: float | None = None) -> Tensor:
