@@ -64,7 +64,7 @@ def test_graphs_and_tables_decode_a_real_file(exported, photo_crop):
     y = (y_g * per_channel["exact_y_gain_inv"]).astype(np.float32)
     (x_hat,) = session(exported / f"{MODEL}.g_s.onnx").run(None, {"y_hat": y})
     assert x_hat.shape == (1, 3, 16 * y.shape[2], 16 * y.shape[3])
-    assert np.abs(x_hat[0] - lean.g_s(y[0])).max() < 1e-5  # measured 6e-7 (jpeg-like q3)
+    assert np.abs(255 * x_hat[0].transpose(1, 2, 0) - lean.g_s(y[0])).max() < 3e-3  # measured 2.3e-4 (jpeg-like q3)
     pixels = np.rint(np.clip(x_hat[0, :, :height, :width], 0, 1) * 255).astype(np.uint8).transpose(1, 2, 0)
     assert np.abs(pixels.astype(int) - decoder.decompress_array(data).astype(int)).max() <= 1
 

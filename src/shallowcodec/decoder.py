@@ -9,7 +9,7 @@ the Pillow plugin (pillow.py) run this module, and neither PyTorch nor CompressA
     z string ──ANS (per-channel tables)──► ẑ_g = symbols + medians
     ẑ_g ──exact h_s (entropy_parameters.py)──► μ_g, scale indexes
     y string ──ANS (scale-index tables)──► ŷ_g = symbols + μ_g          (the same ŷ as the encoder's)
-    ŷ = γ⁻¹_y·ŷ_g ──g_s (layers.py, float32, tiles)──► x̂ ──clip, ×255, round──► pixels
+    ŷ = γ⁻¹_y·ŷ_g ──g_s (layers.py, float32, tiles)──► x̂·255 ──clip, round──► pixels
 
 Everything up to ŷ is the code the torch model runs too (entropy_coding.py and
 entropy_parameters.py have no torch), so ŷ is bit-identical to the encoder's on every CPU. g_s
@@ -193,17 +193,19 @@ class Decoder:
 
     def render(self, y_hat: np.ndarray, quality: float, height: int, width: int) -> np.ndarray:
         """Stage 4: (height, width, 3) uint8 pixels of the coded ŷ_g (:meth:`decode_latents`): g_s over tiles
-        of γ⁻¹_y·ŷ_g (tiling.py), x̂ clipped to [0, 1], ×255, rounded (half to even)."""
+        of γ⁻¹_y·ŷ_g (tiling.py), x̂·255 clipped to [0, 255] and rounded (half to even)."""
         gains = self.gains(quality)
         y = (y_hat if gains is None else y_hat * gains.y_inv).astype(np.float32)
         x = tiled(self._to_pixels, y, Fraction(16), SYNTHESIS_TILE, SYNTHESIS_MARGIN)
         return np.ascontiguousarray(x[0, :, :height, :width].transpose(1, 2, 0))
 
     def _to_pixels(self, y: np.ndarray) -> np.ndarray:
-        """(1, M, h, w) ungained ŷ → (1, 3, 16h, 16w) uint8."""
-        x = np.clip(self.g_s(y[0]), 0, 1)
-        x *= 255
-        return np.rint(x, out=x).astype(np.uint8)[None]
+        """(1, M, h, w) ungained ŷ → (1, 3, 16h, 16w) uint8, a view of (16h, 16w, 3) pixels (the image's layout)."""
+        x = self.g_s(y[0])
+        np.maximum(x, 0, out=x)  # a clip: np.clip is slower on this strided view
+        np.minimum(x, 255, out=x)
+        np.rint(x, out=x)
+        return x.astype(np.uint8, order="C").transpose(2, 0, 1)[None]
 
     def decode(self, stream: Bitstream) -> np.ndarray:
         """(H, W, 3) uint8 RGB pixels of a parsed bitstream.
@@ -216,7 +218,8 @@ class Decoder:
 
 
 def synthesis(architecture: str, t: dict[str, np.ndarray]):
-    """The numpy g_s of an architecture: a function (M, h, w) float32 → (3, 16h, 16w) float32, unclamped.
+    """The numpy g_s of an architecture: a function (M, h, w) float32 → x̂·255 (16h, 16w, 3) float32, unclamped
+    (the ×255 is folded into the last layer's weights; the JPEG-like g_s writes pixels in this layout).
 
     Args:
         architecture: a zoo.ARCHITECTURES name.
@@ -225,22 +228,24 @@ def synthesis(architecture: str, t: dict[str, np.ndarray]):
     Raises:
         ValueError: an unknown architecture.
     """
-    def conv(name: str, stride: int) -> ConvTranspose2d:
-        return ConvTranspose2d(t[f"{name}.weight"], t[f"{name}.bias"], stride)
+    def conv(name: str, stride: int, scale: float = 1.0) -> ConvTranspose2d:
+        return ConvTranspose2d(t[f"{name}.weight"] * np.float32(scale), t[f"{name}.bias"] * np.float32(scale), stride)
 
     if architecture == "jpeg-like":  # one ConvT(M→3, k, s16): Sec. 3.1
-        return conv("deconv", 16)
+        deconv = conv("deconv", 16, 255)
+        return lambda y: deconv(y, channels_last=True)
     if architecture in ("two-layer", "two-layer-nores"):  # Sec. 3.2
         return _two_layer(t)
     if architecture == "mbt2018-mean":  # 4 × ConvT(k5, s2) with IGDN between
         layers = [conv("0", 2), InverseGDN(t["1.beta"], t["1.gamma"], l1=False), conv("2", 2),
                   InverseGDN(t["3.beta"], t["3.gamma"], l1=False), conv("4", 2),
-                  InverseGDN(t["5.beta"], t["5.gamma"], l1=False), conv("6", 2)]
+                  InverseGDN(t["5.beta"], t["5.gamma"], l1=False)]
+        last = conv("6", 2, 255)
 
         def mbt(y: np.ndarray) -> np.ndarray:
             for layer in layers:
                 y = layer(y)
-            return y
+            return last(y, channels_last=True)
         return mbt
     raise ValueError(f"no numpy synthesis for architecture {architecture!r}")
 
@@ -252,14 +257,14 @@ def _two_layer(t: dict[str, np.ndarray]):
     up = ConvTranspose2d(np.concatenate([t["up.weight"], t["up_res.weight"]], axis=1) if residual else t["up.weight"],
                          np.concatenate([t["up.bias"], t["up_res.bias"]]) if residual else t["up.bias"], 8)
     igdn = InverseGDN(t["igdn.beta"], t["igdn.gamma"], l1=True)
-    out = ConvTranspose2d(t["out.weight"], t["out.bias"], 2)
+    out = ConvTranspose2d(t["out.weight"] * np.float32(255), t["out.bias"] * np.float32(255), 2)
 
     def two_layer(y: np.ndarray) -> np.ndarray:
-        a = up(y)
+        a = up.uncropped(y)  # IGDN1 and the residual sum are pointwise: on the contiguous uncropped output
         h = igdn(a[:width])
         if residual:
             h += a[width:]
-        return out(h)
+        return out(up.crop(h, *y.shape[1:]), channels_last=True)
     return two_layer
 
 

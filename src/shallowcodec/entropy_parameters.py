@@ -154,15 +154,27 @@ def fixed_point_layer(weight: np.ndarray, bias: np.ndarray, stride: int, relu: b
 def hyper_synthesis_exact(layers: Sequence[FixedPointLayer], z_hat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """μ and log σ (1, M, h, w), float64 on the 2^-ACT_BITS grid, from the ungained ẑ (1, M, h/4, w/4).
 
-    Bit-exact on every CPU (module docstring).
+    Bit-exact on every CPU (module docstring). The first layer folds ẑ's constant channels (most
+    of them: channels whose z symbols are all 0) into one (layers.ConvTranspose2d).
     """
     x = quantize_activation(np.asarray(z_hat, dtype=np.float64)[0])
-    for layer in layers:
-        x = quantize_activation(layer.conv(x))
+    for i, layer in enumerate(layers):
+        x = _quantize_activation_inplace(layer.conv(x, fold_constant=i == 0))
         if layer.relu:
             np.maximum(x, 0, out=x)
     mu, log_sigma = np.split(x[None], 2, axis=1)
     return mu, log_sigma
+
+
+def _quantize_activation_inplace(x: np.ndarray) -> np.ndarray:
+    """:func:`quantize_activation` of a float64 array, in place (the same operations, hence values;
+    the clamp only where a value is out of range, as it rarely is)."""
+    if x.min() < -ACT_LIMIT or x.max() > ACT_LIMIT:
+        np.clip(x, -ACT_LIMIT, ACT_LIMIT, out=x)
+    x *= 2.0**ACT_BITS
+    np.round(x, out=x)
+    x *= 2.0**-ACT_BITS
+    return x
 
 
 def _decimal_exp(x: float, bits: int) -> float:
@@ -210,8 +222,26 @@ def scale_indexes(log_sigma: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     """Scale index #{i : ln s_i < log σ}, CompressAI's rule in the log domain (uint8 up to 256 scales).
 
     σ below s_0 (the scale bound, 0.11) gets index 0; above the last threshold, the last index.
+    The result is ``np.searchsorted(thresholds, log_sigma, side="left")``, computed in a few
+    vectorized passes when the thresholds are near-uniform (CompressAI's table is uniform in
+    log σ): with step δ and every threshold within δ/4 of t_0 + i·δ, the bucket
+    b = ⌊(log σ − t_0)/δ + ½⌋ ∈ [0, n] contains at most the one threshold t_b, so the index is
+    b + [t_b < log σ] (t_n = +∞) — exact, whatever the float rounding of b near a bucket edge.
     """
-    return np.searchsorted(thresholds, log_sigma, side="left").astype(np.min_scalar_type(len(thresholds)))
+    n = len(thresholds)
+    dtype = np.min_scalar_type(n)
+    step = (thresholds[-1] - thresholds[0]) / max(n - 1, 1)
+    uniform = thresholds[0] + step * np.arange(n)
+    if n < 2 or n > 255 or not np.abs(thresholds - uniform).max() < step / 4:
+        return np.searchsorted(thresholds, log_sigma, side="left").astype(dtype)
+    bucket = log_sigma * (1 / step)
+    bucket += 0.5 - thresholds[0] / step
+    np.floor(bucket, out=bucket)
+    np.clip(bucket, 0, n, out=bucket)
+    index = bucket.astype(np.uint8)
+    edge = np.take(np.append(thresholds, np.inf), index, out=bucket, mode="clip")  # t_b, in the bucket's memory
+    index += edge < log_sigma
+    return index
 
 
 def entropy_parameters(layers: Sequence[FixedPointLayer], z_hat: np.ndarray, gains: ExactGains | None,
@@ -232,8 +262,9 @@ def entropy_parameters(layers: Sequence[FixedPointLayer], z_hat: np.ndarray, gai
     def tile(z: np.ndarray) -> tuple[np.ndarray, ...]:
         z = np.asarray(z, dtype=np.float64)
         mu, log_s = hyper_synthesis_exact(layers, z if gains is None else z * gains.z_inv)
-        if gains is not None:
-            mu, log_s = mu * gains.y, log_s + gains.log_y
+        if gains is not None:  # in place: μ and log σ are views of h_s's output
+            mu *= gains.y
+            log_s += gains.log_y
         return (mu, scale_indexes(log_s, thresholds)) + ((log_s,) if log_sigma else ())
 
     out = tiled(tile, z_hat, Fraction(4), HYPER_SYNTHESIS_TILE, HYPER_SYNTHESIS_MARGIN)

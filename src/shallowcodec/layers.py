@@ -2,16 +2,18 @@
 
 The torch-free decoder (decoder.py) and the exact h_s (entropy_parameters.py) are built from
 these. Arrays are (C, H, W), one image. A transposed convolution with stride s and kernel k is
-a single matrix product — every latent's C_in values times the (C_in, C_out·k·k) weight matrix
-give its k×k output patch — followed by col2im: the patches overlap-added at stride s. This is
-the JPEG-like synthesis exactly as the paper describes it (Sec. 3.1: M basis images per latent,
-overlap-added), and it costs the layer's FLOPs plus one pass over the patches.
+the JPEG-like synthesis as the paper describes it (Sec. 3.1: M basis images per latent,
+overlap-added); :class:`ConvTranspose2d` computes it as matrix products that do exactly the
+layer's multiply-adds.
 
 Output sizes follow transforms.conv_transpose_exact: the output is exactly s times the input,
 with padding p = ⌈(k−s)/2⌉ cropped from the top/left (and the rest from the bottom/right).
 """
 
 from __future__ import annotations
+
+import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -25,12 +27,25 @@ class ConvTranspose2d:
     """Transposed convolution whose output is exactly ``stride`` times its input, in numpy.
 
     Two ways to compute it, chosen per layer (both measured on this project's layers,
-    benchmarks/README.md): *scatter* — one GEMM gives every latent's k×k patch, then col2im
-    adds the k² patch planes at stride s (cheap for few output channels, e.g. the JPEG-like
-    g_s); *phases* (sub-pixel convolution) — output pixel (Q·s + r, Q'·s + t) sums the taps
-    (a·s + r, b·s + t) of the latents (Q − a, Q' − b), so one GEMM over the n² = ⌈k/s⌉² shifted
-    copies of the input gives all s² phases at once and a reshape interleaves them (no
-    scatter; for wide outputs, e.g. the two-layer g_s's first layer and h_s).
+    benchmarks/README.md "Numpy decoder"):
+
+    * *phases* (sub-pixel convolution): output pixel (Q·s + r, Q'·s + t) sums the taps
+      (a·s + r, b·s + t) of the latents (Q − a, Q' − b). Along an axis the phases
+      r < k − (n−1)·s have n = ⌈k/s⌉ taps and the others n − 1, so the s² phases fall into at
+      most four groups by their tap counts. Each group is one GEMM over the shifted copies of
+      the input that it needs, and the groups' outputs are interleaved into the image: exactly
+      the layer's multiply-adds (no zero taps) and no scatter. (Where the groups' GEMMs would
+      be small, one GEMM over the kernel zero-padded to n·s serves all phases.)
+    * *scatter*: one GEMM gives every latent's k×k patch, then col2im adds the k² patch planes
+      at stride s. Used where the patches (C_out·k² per latent) are smaller than the phases'
+      shifted input copies (C_in·n²): the JPEG-like g_s and the two-layer's 12 → 3 output
+      layer. With a channels-last output and s·C_out ≥ BLOCK_SCATTER_MIN (the JPEG-like g_s:
+      16 × 3), the patches come out as (latent, ky, kx, c_out) and are added in n² blocks of
+      s × s taps, each one vectorized pass over the image, instead of k² strided passes.
+
+    A call with ``fold_constant`` (the exact h_s, whose ẑ has many channels that are constant:
+    no z symbol but 0) multiplies only the other channels' weights, and one all-ones channel
+    carries the constant channels' summed contribution.
 
     Args:
         weight: (C_in, C_out, k, k) in PyTorch's ConvTranspose2d layout, k ≥ stride; its dtype
@@ -42,66 +57,224 @@ class ConvTranspose2d:
         ValueError: k < stride.
     """
 
-    #: Phases need ≥ this many output channels (fewer: the scatter is cheap) ...
-    PHASES_FROM_CHANNELS = 16
-    #: ... and at most this many times the layer's multiply-adds (the kernel zero-padded to ⌈k/s⌉·s).
-    PHASES_MAX_OVERHEAD = 1.6
+    #: Scatter when C_out·k² < SCATTER_BELOW · C_in·n² (see the class docstring).
+    SCATTER_BELOW = 2.0
+    #: Phase groups whose GEMMs would have fewer output rows than this (e.g. one phase of a
+    #: 64-channel layer) are merged into one GEMM over the zero-padded kernel: BLAS streams the
+    #: shifted inputs once instead of once per group.
+    PHASES_MIN_ROWS = 128
+    #: Block col2im (channels-last scatter) from this many contiguous values per block row (s·C_out).
+    BLOCK_SCATTER_MIN = 32
+    #: Patch values per band of the channels-first scatter (2^19 float32, 2 MiB: fastest of 2^16..2^21 here).
+    SCATTER_BAND = 2**19
 
     def __init__(self, weight: np.ndarray, bias: np.ndarray, stride: int):
         self.c_in, self.c_out, self.k = weight.shape[0], weight.shape[1], weight.shape[-1]
         if self.k < stride:
             raise ValueError(f"kernel {self.k} < stride {stride}")
-        self.stride = stride
+        self.stride, self.taps = stride, -(-self.k // stride)
         self.bias = np.asarray(bias, dtype=weight.dtype)[:, None, None]
-        n, s = -(-self.k // stride), stride
-        overhead = (n * s) ** 2 / self.k**2
-        self.phases = self.c_out >= self.PHASES_FROM_CHANNELS and self.k > s and overhead <= self.PHASES_MAX_OVERHEAD
-        if self.phases:  # (s·s·C_out, n·n·C_in): rows (r, t, c_out), columns (a, b, c_in)
-            padded = np.zeros((self.c_in, self.c_out, n * s, n * s), dtype=weight.dtype)
-            padded[:, :, : self.k, : self.k] = weight
-            taps = padded.reshape(self.c_in, self.c_out, n, s, n, s).transpose(3, 5, 1, 2, 4, 0)
-            self.matrix = np.ascontiguousarray(taps.reshape(s * s * self.c_out, -1))
-        else:  # (C_out·k·k, C_in)
-            self.matrix = np.ascontiguousarray(weight.reshape(self.c_in, -1).T)
+        self.phases = self.c_out * self.k**2 >= self.SCATTER_BELOW * self.c_in * self.taps**2
+        self.blocks = False
+        if self.phases:
+            self.shifts = _shift_order(self.taps)
+            ranges = _phase_ranges(self.k, stride)
+            self.groups = [_PhaseGroup.of(weight, stride, self.shifts, r, t) for r in ranges for t in ranges]
+            if min(g.matrix.shape[-1] for g in self.groups) < self.PHASES_MIN_ROWS:
+                n = self.taps * stride  # few outputs per GEMM: one GEMM over the kernel zero-padded to ⌈k/s⌉·s
+                padded = np.zeros((self.c_in, self.c_out, n, n), weight.dtype)
+                padded[:, :, : self.k, : self.k] = weight
+                whole = (0, stride, self.taps)
+                self.groups = [_PhaseGroup.of(padded, stride, self.shifts, whole, whole)]
+        else:  # (1, C_in, C_out·k·k): one "shift", columns (c_out, ky, kx); for blocks (ky, kx, c_out)
+            self.matrix = np.ascontiguousarray(weight.reshape(1, self.c_in, -1))
+            self.blocks = stride * self.c_out >= self.BLOCK_SCATTER_MIN
+            if self.blocks:
+                self.block_matrix = np.ascontiguousarray(weight.transpose(0, 2, 3, 1).reshape(1, self.c_in, -1))
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def __call__(self, x: np.ndarray, fold_constant: bool = False, channels_last: bool = False) -> np.ndarray:
         """x (C_in, H, W) → (C_out, s·H, s·W), the layer's dtype; PyTorch's ConvTranspose2d with
         transforms.conv_transpose_exact's padding, up to the order of the float sums.
+
+        With ``fold_constant``, channels of x that are constant are folded into one all-ones
+        channel (the same terms summed in another order: exact for the fixed-point h_s). With
+        ``channels_last``, the output is (s·H, s·W, C_out) (phases and block scatter write it in
+        that layout: the pixels of the JPEG-like g_s; otherwise a transposed view).
 
         Raises:
             ValueError: x has another number of channels.
         """
+        h, w = x.shape[1:]
+        if channels_last and (self.phases or self.blocks):
+            full = self._uncropped(x, fold_constant, channels_last=True)
+            return full[self._span(h), self._span(w)]
+        out = self.crop(self.uncropped(x, fold_constant), h, w)
+        return out.transpose(1, 2, 0) if channels_last else out
+
+    def uncropped(self, x: np.ndarray, fold_constant: bool = False) -> np.ndarray:
+        """The output before its crop, bias added, contiguous: (C_out, H', W') with H' ≥ s·H, W' ≥ s·W;
+        a pointwise layer after this one (the two-layer's IGDN1) can run on it before :meth:`crop`.
+
+        Raises:
+            ValueError: x has another number of channels.
+        """
+        return self._uncropped(x, fold_constant, channels_last=False)
+
+    def crop(self, full: np.ndarray, h: int, w: int) -> np.ndarray:
+        """The (C, s·h, s·w) view of :meth:`uncropped`'s output of an (h, w) input."""
+        return full[:, self._span(h), self._span(w)]
+
+    def _span(self, n: int) -> slice:
+        """Output rows (or columns) of an input of n: p = ⌈(k−s)/2⌉ cropped at the start."""
+        pad = (self.k - self.stride + 1) // 2
+        return slice(pad, pad + n * self.stride)
+
+    def _uncropped(self, x: np.ndarray, fold_constant: bool, channels_last: bool) -> np.ndarray:
+        """The uncropped output with the bias added, channels first or (phases, block scatter) last."""
         c_in, h, w = x.shape
         if c_in != self.c_in:
             raise ValueError(f"input has {c_in} channels, the layer expects {self.c_in}")
-        full = self._phases(x) if self.phases else self._scatter(x)
-        pad = (self.k - self.stride + 1) // 2
-        out = full[:, pad : pad + h * self.stride, pad : pad + w * self.stride]
-        out += self.bias
-        return out
-
-    def _scatter(self, x: np.ndarray) -> np.ndarray:
-        """Uncropped output (C_out, (H−1)·s + k, (W−1)·s + k): GEMM, then col2im."""
-        _, h, w = x.shape
-        k, s = self.k, self.stride
-        patches = (self.matrix @ x.reshape(self.c_in, h * w)).reshape(self.c_out, k, k, h, w)
-        full = np.zeros((self.c_out, (h - 1) * s + k, (w - 1) * s + k), dtype=patches.dtype)
-        rows, cols = (h - 1) * s + 1, (w - 1) * s + 1
-        for ky in range(k):
-            for kx in range(k):
-                full[:, ky : ky + rows : s, kx : kx + cols : s] += patches[:, ky, kx]
+        x = x.astype(self.bias.dtype, copy=False)
+        fold = _constant_channels(x) if fold_constant else None
+        if fold is not None:
+            x = np.concatenate([x[fold[0]], np.ones((1, h, w), x.dtype)])
+        if channels_last:
+            full = self._phases(x, fold, channels_last=True) if self.phases else self._scatter_blocks(x, fold)
+            full.reshape(len(full), -1)[...] += np.tile(self.bias[:, 0, 0], full.shape[1])  # rows of W·C_out values
+            return full
+        full = self._phases(x, fold) if self.phases else self._scatter(x, fold)
+        full += self.bias
         return full
 
-    def _phases(self, x: np.ndarray) -> np.ndarray:
-        """Uncropped output (C_out, (H+n−1)·s, (W+n−1)·s): one GEMM over shifted inputs, phases interleaved."""
+    def _scatter(self, x: np.ndarray, fold) -> np.ndarray:
+        """Uncropped output (C_out, (H−1)·s + k, (W−1)·s + k): GEMM, then col2im, in bands of input rows
+        whose patches (SCATTER_BAND values) stay in the cache between the GEMM and the col2im."""
         _, h, w = x.shape
-        s, n = self.stride, -(-self.k // self.stride)
-        padded = np.pad(x.astype(self.matrix.dtype, copy=False), ((0, 0), (n - 1, n - 1), (n - 1, n - 1)))
+        k, s = self.k, self.stride
+        matrix = _flat(self.matrix if fold is None else _folded(self.matrix, *fold)).T
+        full = np.zeros((self.c_out, (h - 1) * s + k, (w - 1) * s + k), dtype=x.dtype)
+        band = max(1, self.SCATTER_BAND // (len(matrix) * w))
+        for top in range(0, h, band):
+            rows = min(band, h - top)
+            patches = (matrix @ x[:, top : top + rows].reshape(len(x), -1)).reshape(self.c_out, k, k, rows, w)
+            out = full[:, top * s :]
+            for ky in range(k):
+                for kx in range(k):
+                    out[:, ky : ky + (rows - 1) * s + 1 : s, kx : kx + (w - 1) * s + 1 : s] += patches[:, ky, kx]
+        return full
+
+    def _scatter_blocks(self, x: np.ndarray, fold) -> np.ndarray:
+        """Uncropped channels-last output ((H+n−1)·s, (W+n−1)·s, C_out): GEMM, then col2im by s × s blocks."""
+        _, h, w = x.shape
+        k, s, n = self.k, self.stride, self.taps
+        matrix = self.block_matrix if fold is None else _folded(self.block_matrix, *fold)
+        patches = (x.reshape(len(x), h * w).T @ _flat(matrix)).reshape(h, w, k, k, self.c_out)
+        full = np.zeros((h + n - 1, s, w + n - 1, s, self.c_out), dtype=patches.dtype)
+        for a in range(n):
+            for b in range(n):  # taps (a·s + r, b·s + t) of latent (Q, Q') land in block (Q + a, Q' + b)
+                rows, cols = min(s, k - a * s), min(s, k - b * s)
+                full[a : a + h, :rows, b : b + w, :cols] += patches[:, :, a * s : a * s + rows,
+                                                                    b * s : b * s + cols].transpose(0, 2, 1, 3, 4)
+        return full.reshape((h + n - 1) * s, (w + n - 1) * s, self.c_out)
+
+    def _phases(self, x: np.ndarray, fold, channels_last: bool = False) -> np.ndarray:
+        """Uncropped output (C_out, (H+n−1)·s, (W+n−1)·s), or ((H+n−1)·s, (W+n−1)·s, C_out) with
+        ``channels_last``: a GEMM per phase group over shifted inputs, whose outputs are interleaved."""
+        c, h, w = x.shape
+        s, n = self.stride, self.taps
         rows, cols = h + n - 1, w + n - 1
-        shifted = np.stack([padded[:, n - 1 - a : n - 1 - a + rows, n - 1 - b : n - 1 - b + cols]
-                            for a in range(n) for b in range(n)])
-        blocks = (self.matrix @ shifted.reshape(-1, rows * cols)).reshape(s, s, self.c_out, rows, cols)
-        return blocks.transpose(2, 3, 0, 4, 1).reshape(self.c_out, rows * s, cols * s)
+        padded = np.pad(x, ((0, 0), (n - 1, n - 1), (n - 1, n - 1)))
+        stack = np.empty((len(self.shifts), c, rows, cols), x.dtype)  # (shift, c_in, row, col)
+        for j, (a, b) in enumerate(self.shifts):
+            stack[j] = padded[:, n - 1 - a : n - 1 - a + rows, n - 1 - b : n - 1 - b + cols]
+        shape = (rows, s, cols, s, self.c_out) if channels_last else (self.c_out, rows, s, cols, s)
+        full = np.empty(shape, x.dtype)
+        # one scratch buffer for every group's products (and folded weights): fewer fresh pages
+        products = np.empty(max(g.matrix.shape[-1] for g in self.groups) * rows * cols, x.dtype)
+        weights = None if fold is None else np.empty(max(len(g.matrix) * g.matrix.shape[-1] for g in self.groups) * c,
+                                                      x.dtype)
+        for g in self.groups:
+            matrix = _flat(g.matrix if fold is None else _folded(g.matrix, *fold, out=weights))
+            inputs = stack[g.first : g.first + matrix.shape[0] // c].reshape(-1, rows * cols)
+            phases, size = (g.r1 - g.r0, g.t1 - g.t0), matrix.shape[1] * rows * cols
+            if channels_last:  # (row, col, r, t, c_out) → (row, r, col, t, c_out)
+                out = np.matmul(inputs.T, matrix, out=products[:size].reshape(rows * cols, -1))
+                full[:, g.r0 : g.r1, :, g.t0 : g.t1] = out.reshape(rows, cols, *phases, -1).transpose(0, 2, 1, 3, 4)
+            else:  # (r, t, c_out, row, col) → (c_out, row, r, col, t)
+                out = np.matmul(matrix.T, inputs, out=products[:size].reshape(-1, rows * cols))
+                full[:, :, g.r0 : g.r1, :, g.t0 : g.t1] = out.reshape(*phases, -1, rows, cols).transpose(2, 3, 0, 4, 1)
+        if channels_last:
+            return full.reshape(rows * s, cols * s, self.c_out)
+        return full.reshape(self.c_out, rows * s, cols * s)
+
+
+class _PhaseGroup(NamedTuple):
+    """Output phases r0 ≤ r < r1, t0 ≤ t < t1 (the same tap counts) and their weights.
+
+    ``matrix`` (shifts, C_in, (r, t, c_out)) multiplies the ``shifts`` input copies from
+    position ``first`` of the layer's shift order.
+    """
+
+    r0: int
+    r1: int
+    t0: int
+    t1: int
+    first: int
+    matrix: np.ndarray
+
+    @staticmethod
+    def of(weight: np.ndarray, s: int, order: list[tuple[int, int]], rows: tuple[int, int, int],
+           cols: tuple[int, int, int]) -> _PhaseGroup:
+        """The group of phase rows (r0, r1, taps) × phase columns (t0, t1, taps) of a (C_in, C_out, k, k) weight."""
+        (r0, r1, n_r), (t0, t1, n_t) = rows, cols
+        used = [j for j, (a, b) in enumerate(order) if a < n_r and b < n_t]
+        if used != list(range(used[0], used[0] + len(used))):
+            raise AssertionError("a phase group's input shifts must be contiguous in the shift order")
+        taps = [weight[:, :, a * s + r0 : a * s + r1, b * s + t0 : b * s + t1].transpose(0, 2, 3, 1)
+                for a, b in (order[j] for j in used)]  # each (C_in, r, t, C_out)
+        matrix = np.stack(taps).reshape(len(used), weight.shape[0], -1)
+        return _PhaseGroup(r0, r1, t0, t1, used[0], np.ascontiguousarray(matrix))
+
+
+def _phase_ranges(k: int, s: int) -> list[tuple[int, int, int]]:
+    """Phases along an axis with the same number of taps: [(r0, r1, taps)], taps ⌈k/s⌉ then ⌈k/s⌉ − 1."""
+    n = -(-k // s)
+    split = k - (n - 1) * s
+    return [(0, split, n)] + ([(split, s, n - 1)] if split < s else [])
+
+
+def _shift_order(n: int) -> list[tuple[int, int]]:
+    """Input shifts (a, b), a, b < n, ordered so that each phase group's shifts {a < n_r, b < n_t},
+    n_r, n_t ∈ {n − 1, n}, are contiguous: row a = n−1 (b < n−1), the (n−1)² block, column
+    b = n−1 (a < n−1), then (n−1, n−1)."""
+    m = n - 1
+    return ([(m, b) for b in range(m)] + [(a, b) for a in range(m) for b in range(m)]
+            + [(a, m) for a in range(m)] + [(m, m)])
+
+
+def _constant_channels(x: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(indexes of the non-constant channels, (C,) each constant channel's value and 0 elsewhere) of
+    x (C, H, W), or None when no channel is constant."""
+    flat = x.reshape(len(x), -1)
+    constant = (flat == flat[:, :1]).all(axis=1)
+    if not constant.any():
+        return None
+    return np.flatnonzero(~constant), np.where(constant, flat[:, 0], 0)
+
+
+def _folded(matrix: np.ndarray, live: np.ndarray, values: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Weights (shifts, C_live + 1, N) for the live channels and one all-ones channel whose weight
+    is Σ_c values_c · matrix[:, c] (the constant channels' contribution); in ``out``'s memory if given."""
+    shape = (len(matrix), len(live) + 1, matrix.shape[-1])
+    folded = np.empty(shape, matrix.dtype) if out is None else out[: math.prod(shape)].reshape(shape)
+    np.take(matrix, live, axis=1, out=folded[:, :-1], mode="clip")  # "clip": no buffered copy (live is in range)
+    folded[:, -1] = values @ matrix
+    return folded
+
+
+def _flat(matrix: np.ndarray) -> np.ndarray:
+    """(shifts, C_in, N) → (shifts·C_in, N), the GEMM's K × N (K in the stack's order)."""
+    return matrix.reshape(-1, matrix.shape[-1])
 
 
 def _nonnegative(x: np.ndarray, minimum: float = 0.0) -> np.ndarray:
@@ -133,4 +306,5 @@ class InverseGDN:
         norm += self.beta
         if not self.l1:
             np.sqrt(norm, out=norm)
-        return (flat * norm).reshape(x.shape)
+        norm *= flat
+        return norm.reshape(x.shape)

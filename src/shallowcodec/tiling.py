@@ -67,7 +67,8 @@ def tiled(f: Callable, x, scale: Fraction, tile: int, margin: int):
     ``f`` maps (1, C, h, w) to (1, C', h·scale, w·scale), or to a tuple of such arrays (then a tuple of
     outputs is returned, each allocated once: e.g. μ and the scale indexes without a stacked copy);
     ``tile`` and ``margin`` are in input units, and tile, margin, H and W times ``scale`` must be
-    integers. Tiles are computed one at a time, so only one widened tile's intermediates are alive.
+    integers. Tiles are computed one at a time, so only one widened tile's intermediates are alive;
+    an input of one tile is f(x) itself (then the result may be a view of f's arrays).
 
     Raises:
         ValueError: a size that ``scale`` does not map to whole output pixels.
@@ -76,6 +77,8 @@ def tiled(f: Callable, x, scale: Fraction, tile: int, margin: int):
     for n in (h, w, tile, margin):
         if (n * scale).denominator != 1:
             raise ValueError(f"size {n} times scale {scale} is not an integer")
+    if h <= tile and w <= tile:  # one tile: f's result is the output (no copy)
+        return f(x)
     outs = None
     for r0, r1, ro0, ro1 in spans(h, tile, margin):
         for c0, c1, co0, co1 in spans(w, tile, margin):
@@ -93,5 +96,9 @@ def tiled(f: Callable, x, scale: Fraction, tile: int, margin: int):
 
 
 def _empty_like(y, shape: tuple[int, ...]):
-    """An uninitialised array of ``shape`` of y's kind (numpy array or torch tensor) and dtype."""
-    return y.new_empty(shape) if hasattr(y, "new_empty") else np.empty(shape, dtype=y.dtype)
+    """An uninitialised array of ``shape`` of y's kind (numpy array or torch tensor) and dtype; a numpy
+    array has y's memory layout (e.g. the decoder's pixels, (1, 3, H, W) views of (H, W, 3) images)."""
+    if hasattr(y, "new_empty"):
+        return y.new_empty(shape)
+    order = sorted(range(y.ndim), key=lambda d: -y.strides[d])  # axes from the slowest to the fastest
+    return np.empty([shape[d] for d in order], dtype=y.dtype).transpose(np.argsort(order))
