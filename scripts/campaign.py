@@ -14,7 +14,10 @@ next (equal budgets; every model advances even when a stretch is cut short), eac
 * ``PLANNED_STEPS`` steps in all (the lr warm-up at the start, × 0.1 only after 80 %: the
   campaign's planned end, not each slice's);
 * crops of 128² until ``CROP_256_FROM`` steps, then 256² (the paper's crop), batch 8;
-* variable rate, mixed quantization, lr 5e-4, ``--threads`` torch threads, one loader worker.
+* variable rate, mixed quantization, lr 5e-4, ``--threads`` torch threads, one loader worker;
+* bfloat16 autocast (``--bf16``: 1.5× the steps/s of fp32 on this CPU, the same R-D after 1,500
+  steps from the same weights; benchmarks/README.md "Training speed"), ``--rate-weighting``
+  as given (0: uniform over the qualities).
 
 A slice writes ``RUN/<architecture>.safetensors`` (fp16, cumulative steps and core-hours) and
 appends one JSON line per slice to ``RUN/log.jsonl``.
@@ -57,7 +60,7 @@ def core_hours(run: Path, architecture: str) -> float:
     return model_card(weights if weights.exists() else run / f"init-{architecture}.safetensors").get("core_hours", 0.0)
 
 
-def slice_argv(run: Path, architecture: str, data: Path, minutes: float, threads: int) -> list[str]:
+def slice_argv(run: Path, architecture: str, data: Path, minutes: float, threads: int, rate_weighting: float) -> list[str]:
     """Trainer arguments of one slice (resuming the architecture's checkpoint when it has one)."""
     init = run / f"init-{architecture}.safetensors"
     out = run / f"{architecture}.safetensors"
@@ -67,19 +70,21 @@ def slice_argv(run: Path, architecture: str, data: Path, minutes: float, threads
     return [sys.executable, "-m", "shallowcodec.train", "--model", architecture, "--variable-rate",
             "--init", str(init), "--data", str(data), "--out", str(out), "--config", json.dumps(config),
             "--steps", str(PLANNED_STEPS), "--crop", str(crop), "--batch-size", "8", "--lr", "5e-4",
-            "--quantizer", "mixed", "--threads", str(threads), "--workers", "1", "--max-minutes", f"{minutes:g}",
+            "--quantizer", "mixed", "--bf16", "--rate-weighting", f"{rate_weighting:g}",
+            "--threads", str(threads), "--workers", "1", "--max-minutes", f"{minutes:g}",
             "--summary", str(out.with_suffix(".json")), "--quiet", "--force",
             *(["--resume", str(ckpt)] if ckpt.exists() else [])]
 
 
-def snapshot_argv(run: Path, architecture: str, data: Path, threads: int) -> list[str]:
+def snapshot_argv(run: Path, architecture: str, data: Path, threads: int, rate_weighting: float) -> list[str]:
     """Trainer arguments of the lr-decayed evaluation branch of an architecture's campaign weights."""
     weights = run / f"{architecture}.safetensors"
     crop = 128 if done_steps(run, architecture) < CROP_256_FROM else 256
     return [sys.executable, "-m", "shallowcodec.train", "--model", architecture, "--variable-rate",
             "--init", str(weights), "--data", str(data), "--out", str(run / f"snapshot-{architecture}.safetensors"),
             "--steps", str(SNAPSHOT_STEPS), "--crop", str(crop), "--batch-size", "8", "--lr", "5e-5",
-            "--quantizer", "mixed", "--threads", str(threads), "--workers", "1", "--quiet", "--force"]
+            "--quantizer", "mixed", "--bf16", "--rate-weighting", f"{rate_weighting:g}",
+            "--threads", str(threads), "--workers", "1", "--quiet", "--force"]
 
 
 def status(run: Path) -> None:
@@ -98,6 +103,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, help="training images")
     parser.add_argument("--slice-minutes", type=float, default=15.0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rate-weighting", type=float, default=0.0, metavar="ALPHA",
+                        help="the trainer's --rate-weighting (per-image loss weight λ^-ALPHA)")
     parser.add_argument("--status", action="store_true", help="print progress and exit")
     parser.add_argument("--snapshot", action="store_true",
                         help=f"write the lr-decayed evaluation branch ({SNAPSHOT_STEPS} steps) of each trained architecture")
@@ -109,7 +116,8 @@ def main() -> None:
     if args.snapshot:
         for architecture in ARCHITECTURES:
             if (args.run / f"{architecture}.safetensors").exists():
-                subprocess.run(snapshot_argv(args.run, architecture, args.data, args.threads), check=True)
+                argv = snapshot_argv(args.run, architecture, args.data, args.threads, args.rate_weighting)
+                subprocess.run(argv, check=True)
         return None
     args.run.mkdir(parents=True, exist_ok=True)
     for architecture, path in embedded_models().items():
@@ -133,7 +141,8 @@ def main() -> None:
             break
         architecture = min(pending, key=lambda a: core_hours(args.run, a))  # equal cumulative budgets
         start = time.time()
-        trainer[:] = [subprocess.Popen(slice_argv(args.run, architecture, args.data, args.slice_minutes, args.threads))]
+        trainer[:] = [subprocess.Popen(slice_argv(args.run, architecture, args.data, args.slice_minutes, args.threads,
+                                                       args.rate_weighting))]
         code = trainer[0].wait()
         line = {"architecture": architecture, "start": start, "seconds": round(time.time() - start, 1),
                 "exit": code, "steps": done_steps(args.run, architecture)}

@@ -101,6 +101,18 @@ def test_rd_loss_weighs_each_image_by_its_own_lambda():
     assert terms["bpp"].item() == pytest.approx(bpp.mean().item())
 
 
+def test_rate_weights_balance_the_qualities():
+    lmbda = quality.lmbda_of(torch.arange(7.0))
+    assert torch.equal(train.rate_weights(lmbda, 0.0), torch.ones(7))
+    w = train.rate_weights(lmbda, 0.5)
+    assert w.mean().item() == pytest.approx(1.0) and (w[0] / w[6]).item() == pytest.approx(8.0)  # (64 λ_0)^0.5
+    x = torch.rand(2, 3, 8, 8)
+    out = {"x_hat": x + 0.01, "likelihoods": {"y": torch.full((2, 1, 2, 2), 0.5)}}
+    lmbdas, weights = torch.tensor([0.00125, 0.08]), torch.tensor([1.5, 0.5])
+    per_image = 4 / 64 + lmbdas * (0.01 * 255) ** 2
+    assert train.rd_loss(out, x, lmbdas, weights)["loss"].item() == pytest.approx((weights * per_image).mean().item())
+
+
 def test_fit_steps_to_a_time_budget():
     # 20 steps done at 0.1 s/step with 60 s left: 97 % of 600 more steps
     assert train.fit_steps(20, 0.1, 60.0) == pytest.approx(20 + 582, abs=1)
@@ -443,6 +455,16 @@ def test_variable_rate_refuses_a_fixed_lambda(train_folder, tmp_path, capsys):
     out = tmp_path / "vr.safetensors"
     assert train.main(_variable_rate(_argv(train_folder, out, "--lmbda", "0.01", steps=3))) == 1
     assert "--lmbda applies to fixed-λ training" in capsys.readouterr().err and not out.exists()
+
+
+def test_rate_weighting_is_recorded_and_needs_variable_rate(train_folder, tmp_path, capsys, restore_threads):
+    out = tmp_path / "vr.safetensors"
+    assert train.main(_argv(train_folder, out, "--rate-weighting", "0.5", steps=2)) == 1
+    assert "--rate-weighting applies to --variable-rate training" in capsys.readouterr().err
+    assert train.main(_variable_rate(_argv(train_folder, out, "--rate-weighting", "3", steps=2))) == 1
+    assert "--rate-weighting must be in [0, 2], got 3.0" in capsys.readouterr().err and not out.exists()
+    assert train.main(_variable_rate(_argv(train_folder, out, "--rate-weighting", "0.5", steps=2))) == 0
+    assert _facts(out)["rate_weighting"] == 0.5
 
 
 def test_init_shared_starts_all_but_g_s_from_another_architecture(tmp_path):

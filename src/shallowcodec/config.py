@@ -36,6 +36,7 @@ class TrainConfig:
     out: Path
     quality: int | None = None
     variable_rate: bool = False
+    rate_weighting: float = 0.0
     lmbda: float | None = None
     config: str = "{}"
     crop: int = 256
@@ -70,6 +71,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     rate.add_argument("--variable-rate", action="store_true",
                       help="one model for qualities 0–6 (gain units; λ drawn per image from the 7 values)")
     p.add_argument("--lmbda", type=float, help="fixed-λ model: λ (default: the quality's λ)")
+    p.add_argument("--rate-weighting", type=float, default=0.0, metavar="ALPHA",
+                   help="variable rate: weight each image's loss by λ^-ALPHA (normalized over q0–6; 0: uniform, "
+                        "0.5: about the same loss scale at every quality)")
     p.add_argument("--data", type=Path, required=True, help="folder of training images")
     p.add_argument("--steps", type=int, required=True,
                    help="planned total steps (schedules use it); 0: fit it to --max-minutes after the first "
@@ -84,7 +88,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                    help="folder of decoded images (default: ~/.cache/shallowcodec/<hash of the --data path>-<max side>)")
     p.add_argument("--workers", type=int, default=2, help="data-loading processes per training process (0: none)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                   help="cuda: GPU LOCAL_RANK under torchrun, channels_last")
+                   help="cuda: GPU LOCAL_RANK under torchrun")
     p.add_argument("--bf16", action="store_true",
                    help="bfloat16 autocast for g_a, g_s, h_a, h_s (the entropy models stay fp32)")
     p.add_argument("--lr", type=float, default=1e-4)
@@ -115,6 +119,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """
     if args.variable_rate and args.lmbda is not None:
         raise ValueError("--lmbda applies to fixed-λ training (--quality), not --variable-rate")
+    if args.rate_weighting and not args.variable_rate:
+        raise ValueError("--rate-weighting applies to --variable-rate training")
+    if not 0 <= args.rate_weighting <= 2:
+        raise ValueError(f"--rate-weighting must be in [0, 2], got {args.rate_weighting}")
     lmbda = LMBDAS[args.quality] if args.lmbda is None and not args.variable_rate else args.lmbda
     cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)} | {"lmbda": lmbda})
     _check_values(cfg)

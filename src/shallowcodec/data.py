@@ -147,5 +147,5 @@ def data_stream(cfg: TrainConfig, proc: Process, step: int) -> Iterator[Tensor]:
     crops = RandomCrops(sources, cfg.crop, seed=cfg.seed, rank=proc.rank, start_step=step)
     loader = DataLoader(crops, batch_size=cfg.batch_size, num_workers=cfg.workers,
                         pin_memory=proc.device.type == "cuda", persistent_workers=cfg.workers > 0)
-    layout = torch.channels_last if proc.device.type == "cuda" else torch.contiguous_format
-    return (x.to(proc.device, non_blocking=True).float().div_(255).contiguous(memory_format=layout) for x in loader)
+    return (x.to(proc.device, non_blocking=True).float().div_(255).contiguous(memory_format=torch.channels_last)
+            for x in loader)
