@@ -71,7 +71,7 @@ def step_variant(model: str, channels_last: bool, bf16: bool, compiled: bool, st
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as out:
         cfg = config_from_args(build_parser().parse_args(
-            ["--model", model, "--variable-rate", "--data", out, "--steps", "1000", "--out", f"{out}/w",
+            ["--model", model, "--variable-rate", "--data", f"{out}/data", "--steps", "1000", "--out", f"{out}/w",
              "--crop", "128", "--quantizer", "mixed", "--lr", "5e-4"]))
     cfg = replace(cfg, bf16=bf16)
     torch.manual_seed(0)

@@ -8,7 +8,8 @@ One campaign per RUN folder. At its first start, each embedded variable-rate fil
 ``RUN/init-<architecture>.safetensors``, the fixed start of that architecture's campaign (its
 training totals make the written weights cumulative). Then the architectures take turns in
 slices of ``--slice-minutes`` of training each, the one with the fewest cumulative core-hours
-next (equal budgets; every model advances even when a stretch is cut short), each slice a ``shallowcodec train --resume`` of
+next (equal budgets; every model advances even when a stretch is cut short; ``--parallel 2``
+trains the two with the fewest at once), each slice a ``shallowcodec train --resume`` of
 ``RUN/<architecture>.safetensors.ckpt`` with the campaign's fixed schedule:
 
 * ``PLANNED_STEPS`` steps in all (the lr warm-up at the start, × 0.1 only after 80 %: the
@@ -103,6 +104,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, help="training images")
     parser.add_argument("--slice-minutes", type=float, default=15.0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--parallel", type=int, default=1, choices=range(1, len(ARCHITECTURES) + 1),
+                        help="slices trained at once, each its own process (2 on 2 cores: 2.6× fp32 1×1)")
     parser.add_argument("--rate-weighting", type=float, default=0.0, metavar="ALPHA",
                         help="the trainer's --rate-weighting (per-image loss weight λ^-ALPHA)")
     parser.add_argument("--status", action="store_true", help="print progress and exit")
@@ -139,17 +142,19 @@ def main() -> None:
         pending = [a for a in ARCHITECTURES if done_steps(args.run, a) < PLANNED_STEPS]
         if not pending:
             break
-        architecture = min(pending, key=lambda a: core_hours(args.run, a))  # equal cumulative budgets
+        # equal cumulative budgets: the architectures with the fewest core-hours, one per process
+        chosen = sorted(pending, key=lambda a: core_hours(args.run, a))[: args.parallel]
         start = time.time()
-        trainer[:] = [subprocess.Popen(slice_argv(args.run, architecture, args.data, args.slice_minutes, args.threads,
-                                                       args.rate_weighting))]
-        code = trainer[0].wait()
-        line = {"architecture": architecture, "start": start, "seconds": round(time.time() - start, 1),
-                "exit": code, "steps": done_steps(args.run, architecture)}
-        with open(args.run / "log.jsonl", "a") as log:
-            log.write(json.dumps(line) + "\n")
-        print(json.dumps(line), flush=True)
-        if code != 0 and not stopping:
+        trainer[:] = [subprocess.Popen(slice_argv(args.run, a, args.data, args.slice_minutes, args.threads,
+                                                  args.rate_weighting)) for a in chosen]
+        codes = [p.wait() for p in trainer]
+        for architecture, code in zip(chosen, codes):
+            line = {"architecture": architecture, "start": start, "seconds": round(time.time() - start, 1),
+                    "exit": code, "steps": done_steps(args.run, architecture)}
+            with open(args.run / "log.jsonl", "a") as log:
+                log.write(json.dumps(line) + "\n")
+            print(json.dumps(line), flush=True)
+        if any(codes) and not stopping:
             time.sleep(60)  # a failed slice (e.g. an interrupted edit of the code) is retried
 
 

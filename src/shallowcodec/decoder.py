@@ -195,7 +195,8 @@ class Decoder:
         """Stage 4: (height, width, 3) uint8 pixels of the coded ŷ_g (:meth:`decode_latents`): g_s over tiles
         of γ⁻¹_y·ŷ_g (tiling.py), x̂·255 clipped to [0, 255] and rounded (half to even)."""
         gains = self.gains(quality)
-        y = (y_hat if gains is None else y_hat * gains.y_inv).astype(np.float32)
+        y = y_hat.astype(np.float32) if gains is None else np.multiply(  # γ⁻¹·ŷ in float64, stored as float32
+            y_hat, gains.y_inv, out=np.empty(y_hat.shape, np.float32), casting="same_kind")
         x = tiled(self._to_pixels, y, Fraction(16), SYNTHESIS_TILE, SYNTHESIS_MARGIN)
         return np.ascontiguousarray(x[0, :, :height, :width].transpose(1, 2, 0))
 
@@ -259,11 +260,14 @@ def _two_layer(t: dict[str, np.ndarray]):
     igdn = InverseGDN(t["igdn.beta"], t["igdn.gamma"], l1=True)
     out = ConvTranspose2d(t["out.weight"] * np.float32(255), t["out.bias"] * np.float32(255), 2)
 
-    def two_layer(y: np.ndarray) -> np.ndarray:
-        a = up.uncropped(y)  # IGDN1 and the residual sum are pointwise: on the contiguous uncropped output
-        h = igdn(a[:width])
+    def pointwise(a: np.ndarray) -> np.ndarray:  # (..., 2·width or width, P) → (..., width, P)
+        h = igdn.pixels(a[..., :width, :])
         if residual:
-            h += a[width:]
+            h += a[..., width:, :]
+        return h
+
+    def two_layer(y: np.ndarray) -> np.ndarray:
+        h = up.uncropped(y, pointwise=pointwise)  # IGDN1 and the residual sum before the phases interleave
         return out(up.crop(h, *y.shape[1:]), channels_last=True)
     return two_layer
 

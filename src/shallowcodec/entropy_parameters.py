@@ -22,6 +22,9 @@ Minnen, "Integer networks for data compression with latent-variable models" (ICL
   fan_in · 2^22 · 2^14 + 2^(22+24) < 2^53 for fan_in = C_in·k² ≤ MAX_FAN_IN = 2^16; float64 holds
   all such integers exactly, so every summation order — any BLAS, any col2im order, any thread
   split, with or without FMA — gives the same sum. :func:`check_fan_in` refuses wider layers.
+  The first layer folds ẑ's constant channels into one all-ones input whose weight is their
+  Σ value·weight (layers.ConvTranspose2d): a regrouping of the same integer terms, within the
+  same bound, so the same sums.
 * **Gains** (variable rate) are computed once per quality in Python: log γ by exponential
   interpolation in float64 scalars (IEEE), rounded to 2^-LOG_GAIN_BITS; γ = exp(log γ) with
   :mod:`decimal` (correctly rounded, platform-independent), rounded to 2^-GAIN_BITS.

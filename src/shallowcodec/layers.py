@@ -27,7 +27,7 @@ class ConvTranspose2d:
     """Transposed convolution whose output is exactly ``stride`` times its input, in numpy.
 
     Two ways to compute it, chosen per layer (both measured on this project's layers,
-    benchmarks/README.md "Numpy decoder"):
+    benchmarks/README.md "Speed"):
 
     * *phases* (sub-pixel convolution): output pixel (Q·s + r, Q'·s + t) sums the taps
       (a·s + r, b·s + t) of the latents (Q − a, Q' − b). Along an axis the phases
@@ -37,9 +37,9 @@ class ConvTranspose2d:
       the layer's multiply-adds (no zero taps) and no scatter. (Where the groups' GEMMs would
       be small, one GEMM over the kernel zero-padded to n·s serves all phases.)
     * *scatter*: one GEMM gives every latent's k×k patch, then col2im adds the k² patch planes
-      at stride s. Used where the patches (C_out·k² per latent) are smaller than the phases'
-      shifted input copies (C_in·n²): the JPEG-like g_s and the two-layer's 12 → 3 output
-      layer. With a channels-last output and s·C_out ≥ BLOCK_SCATTER_MIN (the JPEG-like g_s:
+      at stride s. Used where the patches (C_out·k² per latent) are less than SCATTER_BELOW = 2
+      times the phases' shifted input copies (C_in·n²): the JPEG-like g_s and the two-layer's
+      12 → 3 output layer. With a channels-last output and s·C_out ≥ BLOCK_SCATTER_MIN (the JPEG-like g_s:
       16 × 3), the patches come out as (latent, ky, kx, c_out) and are added in n² blocks of
       s × s taps, each one vectorized pass over the image, instead of k² strided passes.
 
@@ -111,14 +111,18 @@ class ConvTranspose2d:
         out = self.crop(self.uncropped(x, fold_constant), h, w)
         return out.transpose(1, 2, 0) if channels_last else out
 
-    def uncropped(self, x: np.ndarray, fold_constant: bool = False) -> np.ndarray:
-        """The output before its crop, bias added, contiguous: (C_out, H', W') with H' ≥ s·H, W' ≥ s·W;
-        a pointwise layer after this one (the two-layer's IGDN1) can run on it before :meth:`crop`.
+    def uncropped(self, x: np.ndarray, fold_constant: bool = False, pointwise=None) -> np.ndarray:
+        """The output before its crop, bias added, contiguous: (C_out, H', W') with H' ≥ s·H, W' ≥ s·W.
+
+        ``pointwise``, a per-pixel layer after this one (the two-layer's IGDN1 and residual sum),
+        maps (..., C_out, P) arrays to (..., C', P): with phases it runs on each group's
+        products before they are interleaved (fewer channels to interleave), and the result
+        is (C', H', W'). Then :meth:`crop`.
 
         Raises:
             ValueError: x has another number of channels.
         """
-        return self._uncropped(x, fold_constant, channels_last=False)
+        return self._uncropped(x, fold_constant, channels_last=False, pointwise=pointwise)
 
     def crop(self, full: np.ndarray, h: int, w: int) -> np.ndarray:
         """The (C, s·h, s·w) view of :meth:`uncropped`'s output of an (h, w) input."""
@@ -129,8 +133,9 @@ class ConvTranspose2d:
         pad = (self.k - self.stride + 1) // 2
         return slice(pad, pad + n * self.stride)
 
-    def _uncropped(self, x: np.ndarray, fold_constant: bool, channels_last: bool) -> np.ndarray:
-        """The uncropped output with the bias added, channels first or (phases, block scatter) last."""
+    def _uncropped(self, x: np.ndarray, fold_constant: bool, channels_last: bool, pointwise=None) -> np.ndarray:
+        """The uncropped output with the bias added (then ``pointwise``), channels first or (phases, block
+        scatter) last."""
         c_in, h, w = x.shape
         if c_in != self.c_in:
             raise ValueError(f"input has {c_in} channels, the layer expects {self.c_in}")
@@ -142,9 +147,11 @@ class ConvTranspose2d:
             full = self._phases(x, fold, channels_last=True) if self.phases else self._scatter_blocks(x, fold)
             full.reshape(len(full), -1)[...] += np.tile(self.bias[:, 0, 0], full.shape[1])  # rows of W·C_out values
             return full
+        if self.phases and pointwise is not None:
+            return self._phases(x, fold, pointwise=pointwise)
         full = self._phases(x, fold) if self.phases else self._scatter(x, fold)
         full += self.bias
-        return full
+        return full if pointwise is None else pointwise(full.reshape(len(full), -1)).reshape(-1, *full.shape[1:])
 
     def _scatter(self, x: np.ndarray, fold) -> np.ndarray:
         """Uncropped output (C_out, (H−1)·s + k, (W−1)·s + k): GEMM, then col2im, in bands of input rows
@@ -177,9 +184,10 @@ class ConvTranspose2d:
                                                                     b * s : b * s + cols].transpose(0, 2, 1, 3, 4)
         return full.reshape((h + n - 1) * s, (w + n - 1) * s, self.c_out)
 
-    def _phases(self, x: np.ndarray, fold, channels_last: bool = False) -> np.ndarray:
+    def _phases(self, x: np.ndarray, fold, channels_last: bool = False, pointwise=None) -> np.ndarray:
         """Uncropped output (C_out, (H+n−1)·s, (W+n−1)·s), or ((H+n−1)·s, (W+n−1)·s, C_out) with
-        ``channels_last``: a GEMM per phase group over shifted inputs, whose outputs are interleaved."""
+        ``channels_last``: a GEMM per phase group over shifted inputs, whose outputs are interleaved;
+        with ``pointwise`` (channels first), the bias is added and ``pointwise`` applied per group first."""
         c, h, w = x.shape
         s, n = self.stride, self.taps
         rows, cols = h + n - 1, w + n - 1
@@ -187,7 +195,8 @@ class ConvTranspose2d:
         stack = np.empty((len(self.shifts), c, rows, cols), x.dtype)  # (shift, c_in, row, col)
         for j, (a, b) in enumerate(self.shifts):
             stack[j] = padded[:, n - 1 - a : n - 1 - a + rows, n - 1 - b : n - 1 - b + cols]
-        shape = (rows, s, cols, s, self.c_out) if channels_last else (self.c_out, rows, s, cols, s)
+        channels = self.c_out if pointwise is None else len(pointwise(np.zeros((self.c_out, 1), x.dtype)))
+        shape = (rows, s, cols, s, channels) if channels_last else (channels, rows, s, cols, s)
         full = np.empty(shape, x.dtype)
         # one scratch buffer for every group's products (and folded weights): fewer fresh pages
         products = np.empty(max(g.matrix.shape[-1] for g in self.groups) * rows * cols, x.dtype)
@@ -202,10 +211,14 @@ class ConvTranspose2d:
                 full[:, g.r0 : g.r1, :, g.t0 : g.t1] = out.reshape(rows, cols, *phases, -1).transpose(0, 2, 1, 3, 4)
             else:  # (r, t, c_out, row, col) → (c_out, row, r, col, t)
                 out = np.matmul(matrix.T, inputs, out=products[:size].reshape(-1, rows * cols))
+                if pointwise is not None:
+                    out = out.reshape(-1, self.c_out, rows * cols)
+                    out += self.bias[:, :, 0]
+                    out = pointwise(out)
                 full[:, :, g.r0 : g.r1, :, g.t0 : g.t1] = out.reshape(*phases, -1, rows, cols).transpose(2, 3, 0, 4, 1)
         if channels_last:
-            return full.reshape(rows * s, cols * s, self.c_out)
-        return full.reshape(self.c_out, rows * s, cols * s)
+            return full.reshape(rows * s, cols * s, channels)
+        return full.reshape(channels, rows * s, cols * s)
 
 
 class _PhaseGroup(NamedTuple):
@@ -301,10 +314,13 @@ class InverseGDN:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """x (C, H, W) → (C, H, W), x's dtype."""
-        flat = x.reshape(x.shape[0], -1)
-        norm = self.gamma @ (np.abs(flat) if self.l1 else np.square(flat))
+        return self.pixels(x.reshape(x.shape[0], -1)).reshape(x.shape)
+
+    def pixels(self, x: np.ndarray) -> np.ndarray:
+        """x (..., C, P), P pixels of C channels → the same shape, x's dtype."""
+        norm = self.gamma @ (np.abs(x) if self.l1 else np.square(x))
         norm += self.beta
         if not self.l1:
             np.sqrt(norm, out=norm)
-        norm *= flat
-        return norm.reshape(x.shape)
+        norm *= x
+        return norm
