@@ -161,8 +161,10 @@ def test_models_json(capsys):
     for arch, card in table.items():
         assert card["default_quality"] == 3 and card["variable_rate"]
         assert card["qualities"] == list(range(7)) and card["lmbdas"] == list(quality.LMBDAS)
+        assert card["core_hours"] > 3 and card["gpu_minutes"] >= 0 and card["total_steps"] > 10_000  # the budget
     assert cli_main.main(["models"]) == 0
-    assert "two-layer (default)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "two-layer (default)" in out and "core-hours, 0 GPU-minutes" in out
 
 
 def test_rgba_input_with_jpeg_like_quality_1(work, photo_crop, capsys):

@@ -244,7 +244,7 @@ def cmd_models(args: argparse.Namespace) -> None:
         widths = ", ".join(f"{k}={v}" for k, v in card["config"].items() if k != "variable_rate")
         print(f"{arch}{default}: qualities {card['qualities'][0]}–{card['qualities'][-1]} (default "
               f"{card['default_quality']}), {widths}; {card.get('total_steps', '?')} steps at crop "
-              f"{card.get('crop', '?')}, {card.get('core_hours', 0):.2f} core-hours")
+              f"{card.get('crop', '?')}, {card['core_hours']:.2f} core-hours, {card['gpu_minutes']:g} GPU-minutes")
         photos24 = card.get("photos24", {})
         for q, lmbda in zip(card["qualities"], card["lmbdas"]):
             rd = photos24.get(str(q))

@@ -51,9 +51,10 @@ def read_metadata(path: Path) -> dict:
 
 
 def model_card(path: Path) -> dict:
-    """Facts of a weights file without loading it: architecture, widths, qualities with λ, and
-    the stored training facts (steps, train_seconds, crop, photos24 bpp and PSNR per quality,
-    ... as recorded when it was written).
+    """Facts of a weights file without loading it: architecture, widths, qualities with λ, the
+    stored training facts (steps, train_seconds, crop, photos24 bpp and PSNR per quality, ... as
+    recorded when it was written) and the training budget: ``core_hours`` and ``gpu_minutes``
+    (cumulative; 0 where none was recorded).
 
     Raises:
         ModelNotFoundError: the file is missing, unreadable or not a shallowcodec weights file.
@@ -67,8 +68,9 @@ def model_card(path: Path) -> dict:
     qualities = list(range(len(LMBDAS))) if variable_rate else [int(meta["quality"])]
     lmbdas = [lmbda_of(q) for q in qualities] if variable_rate else [float(meta["lmbda"])]
     facts = {k: json.loads(v) for k, v in meta.items() if k not in ("architecture", "quality", "lmbda", "config")}
+    budget = {"core_hours": facts.get("core_hours", 0.0), "gpu_minutes": round(60 * facts.get("gpu_hours", 0.0), 1)}
     return {"architecture": meta["architecture"], "config": config, "variable_rate": variable_rate,
-            "qualities": qualities, "lmbdas": lmbdas, **facts}
+            "qualities": qualities, "lmbdas": lmbdas, **facts, **budget}
 
 
 def weights_dir() -> Path:
