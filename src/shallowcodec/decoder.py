@@ -230,7 +230,7 @@ def synthesis(architecture: str, t: dict[str, np.ndarray]):
         ValueError: an unknown architecture.
     """
     def conv(name: str, stride: int, scale: float = 1.0) -> ConvTranspose2d:
-        return ConvTranspose2d(t[f"{name}.weight"] * np.float32(scale), t[f"{name}.bias"] * np.float32(scale), stride)
+        return _conv(t, name, stride, scale)
 
     if architecture == "jpeg-like":  # one ConvT(M→3, k, s16): Sec. 3.1
         deconv = conv("deconv", 16, 255)
@@ -251,6 +251,11 @@ def synthesis(architecture: str, t: dict[str, np.ndarray]):
     raise ValueError(f"no numpy synthesis for architecture {architecture!r}")
 
 
+def _conv(t: dict[str, np.ndarray], name: str, stride: int, scale: float = 1.0) -> ConvTranspose2d:
+    """The numpy layer of g_s's transposed convolution ``name``, its weight and bias × ``scale`` (255: pixels)."""
+    return ConvTranspose2d(t[f"{name}.weight"] * np.float32(scale), t[f"{name}.bias"] * np.float32(scale), stride)
+
+
 def _two_layer(t: dict[str, np.ndarray]):
     """Two-layer g_s: IGDN1(ConvT_k13s8(y)) [+ ConvT_res_k13s8(y)] → ConvT_k5s2; the two k13 layers as one GEMM."""
     width = t["up.weight"].shape[1]
@@ -258,7 +263,7 @@ def _two_layer(t: dict[str, np.ndarray]):
     up = ConvTranspose2d(np.concatenate([t["up.weight"], t["up_res.weight"]], axis=1) if residual else t["up.weight"],
                          np.concatenate([t["up.bias"], t["up_res.bias"]]) if residual else t["up.bias"], 8)
     igdn = InverseGDN(t["igdn.beta"], t["igdn.gamma"], l1=True)
-    out = ConvTranspose2d(t["out.weight"] * np.float32(255), t["out.bias"] * np.float32(255), 2)
+    out = _conv(t, "out", 2, 255)
 
     def pointwise(a: np.ndarray) -> np.ndarray:  # (..., 2·width or width, P) → (..., width, P)
         h = igdn.pixels(a[..., :width, :])

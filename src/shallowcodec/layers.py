@@ -195,30 +195,31 @@ class ConvTranspose2d:
         stack = np.empty((len(self.shifts), c, rows, cols), x.dtype)  # (shift, c_in, row, col)
         for j, (a, b) in enumerate(self.shifts):
             stack[j] = padded[:, n - 1 - a : n - 1 - a + rows, n - 1 - b : n - 1 - b + cols]
-        channels = self.c_out if pointwise is None else len(pointwise(np.zeros((self.c_out, 1), x.dtype)))
-        shape = (rows, s, cols, s, channels) if channels_last else (channels, rows, s, cols, s)
-        full = np.empty(shape, x.dtype)
         # one scratch buffer for every group's products (and folded weights): fewer fresh pages
         products = np.empty(max(g.matrix.shape[-1] for g in self.groups) * rows * cols, x.dtype)
         weights = None if fold is None else np.empty(max(len(g.matrix) * g.matrix.shape[-1] for g in self.groups) * c,
                                                       x.dtype)
+        full = None  # allocated with the first group's output (pointwise may change the channels)
         for g in self.groups:
             matrix = _flat(g.matrix if fold is None else _folded(g.matrix, *fold, out=weights))
             inputs = stack[g.first : g.first + matrix.shape[0] // c].reshape(-1, rows * cols)
             phases, size = (g.r1 - g.r0, g.t1 - g.t0), matrix.shape[1] * rows * cols
             if channels_last:  # (row, col, r, t, c_out) → (row, r, col, t, c_out)
                 out = np.matmul(inputs.T, matrix, out=products[:size].reshape(rows * cols, -1))
-                full[:, g.r0 : g.r1, :, g.t0 : g.t1] = out.reshape(rows, cols, *phases, -1).transpose(0, 2, 1, 3, 4)
+                out = out.reshape(rows, cols, *phases, self.c_out).transpose(0, 2, 1, 3, 4)
+                full = np.empty((rows, s, cols, s, self.c_out), x.dtype) if full is None else full
+                full[:, g.r0 : g.r1, :, g.t0 : g.t1] = out
             else:  # (r, t, c_out, row, col) → (c_out, row, r, col, t)
                 out = np.matmul(matrix.T, inputs, out=products[:size].reshape(-1, rows * cols))
+                out = out.reshape(-1, self.c_out, rows * cols)
                 if pointwise is not None:
-                    out = out.reshape(-1, self.c_out, rows * cols)
                     out += self.bias[:, :, 0]
-                    out = pointwise(out)
+                    out = pointwise(out)  # (r·t, C', row·col)
+                full = np.empty((out.shape[1], rows, s, cols, s), x.dtype) if full is None else full
                 full[:, :, g.r0 : g.r1, :, g.t0 : g.t1] = out.reshape(*phases, -1, rows, cols).transpose(2, 3, 0, 4, 1)
         if channels_last:
-            return full.reshape(rows * s, cols * s, channels)
-        return full.reshape(channels, rows * s, cols * s)
+            return full.reshape(rows * s, cols * s, self.c_out)
+        return full.reshape(len(full), rows * s, cols * s)
 
 
 class _PhaseGroup(NamedTuple):
