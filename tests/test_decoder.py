@@ -50,11 +50,13 @@ def test_decompress_imports_neither_torch_nor_compressai(tmp_path, photo_crop):
 @pytest.mark.parametrize("c_in, c_out, k, s, h, w", [(8, 24, 13, 8, 3, 5), (24, 3, 5, 2, 7, 4), (16, 3, 18, 16, 2, 3),
                                                      (16, 16, 5, 2, 4, 6), (8, 32, 3, 1, 5, 5), (8, 16, 4, 4, 2, 3),
                                                      (8, 32, 6, 4, 3, 2), (4, 8, 16, 8, 2, 2)])
-@pytest.mark.parametrize("mode", ["chosen", "phases", "padded phases", "scatter"])
+@pytest.mark.parametrize("mode", ["chosen", "phases", "padded phases", "banded phases", "scatter"])
 def test_numpy_transposed_convolution_matches_pytorch(c_in, c_out, k, s, h, w, mode, monkeypatch):
     if mode != "chosen":  # every way of computing it, on every shape
         monkeypatch.setattr(ConvTranspose2d, "SCATTER_BELOW", np.inf if mode == "scatter" else 0)
+        monkeypatch.setattr(ConvTranspose2d, "PHASES_MAX_INPUTS", 0)
         monkeypatch.setattr(ConvTranspose2d, "PHASES_MIN_ROWS", np.inf if mode == "padded phases" else 0)
+        monkeypatch.setattr(ConvTranspose2d, "PHASES_BAND", 1 if mode == "banded phases" else 2**20)  # 1: a row a band
     torch.manual_seed(0)
     layer = conv_transpose_exact(c_in, c_out, k, s)
     x = torch.randn(1, c_in, h, w)
@@ -76,6 +78,8 @@ def test_numpy_transposed_convolution_matches_pytorch(c_in, c_out, k, s, h, w, m
 def test_folding_constant_channels_is_exact_in_fixed_point(scatter, monkeypatch):
     """The exact h_s folds ẑ's constant channels into one all-ones channel: the same integer sums."""
     monkeypatch.setattr(ConvTranspose2d, "SCATTER_BELOW", np.inf if scatter else 0)
+    monkeypatch.setattr(ConvTranspose2d, "PHASES_MAX_INPUTS", 0)
+    monkeypatch.setattr(ConvTranspose2d, "PHASES_BAND", 2**20 if scatter else 1)  # phases in bands of one row
     rng = np.random.default_rng(3)
     weight = rng.integers(-2**14, 2**14, (12, 16, 6, 6)) * 2.0**-20
     x = rng.integers(-2**12, 2**12, (12, 5, 7)) * 2.0**-10

@@ -47,8 +47,8 @@ def test_hyper_synthesis_exact_equals_the_plain_fixed_point_layers(strides, kern
     z = rng.integers(-3, 4, (1, 16, 5, 6)).astype(np.float64)
     z[0, ::2] = rng.normal(0, 2, (8, 1, 1))  # half the channels constant (no symbol but 0)
     x = quantize_activation(z[0])
-    for layer in layers:  # the definition: each layer, then Q_a (and ReLU)
-        x = quantize_activation(layer.conv(x))
+    for layer in layers:  # the definition: each layer (bias in activation units), then Q_a (and ReLU)
+        x = quantize_activation(layer.conv(x * 2**ACT_BITS) * 2.0**-ACT_BITS)
         x = np.maximum(x, 0) if layer.relu else x
     mu, log_sigma = hyper_synthesis_exact(layers, z)
     assert np.array_equal(np.concatenate([mu, log_sigma], axis=1)[0], x)

@@ -141,19 +141,16 @@ def encode(symbols: np.ndarray, indexes: np.ndarray, tables: CdfTables) -> bytes
     if symbols.size and (symbols.min() < _INT32.min or symbols.max() > _INT32.max):
         raise ValueError("symbols must be within int32")
     order, counts = _groups(indexes, len(tables))
-    grouped = symbols.reshape(-1)[order].astype(np.int32)
-    coded, overflows = [], []
-    for t, start, end in _spans(counts):
-        chunk, low, escape = grouped[start:end], tables.offset[t], tables.escape[t]
-        outside = (chunk < low) | (chunk >= low + escape)
-        value = chunk[outside].astype(np.int64) - low
-        overflows.append(np.where(value < 0, -2 * value - 1, 2 * (value - escape)))
-        coded.append(np.where(outside, escape, chunk - low))
+    value = symbols.reshape(-1)[order].astype(np.int64) - np.repeat(tables.offset, counts)  # in coding order
+    escape = np.repeat(tables.escape, counts)
+    outside = (value < 0) | (value >= escape)
+    v, e = value[outside], escape[outside]
+    coded = np.where(outside, escape, value).astype(np.int32)
     coder = AnsCoder()
     coder.encode_reverse(END_MARKER, Uniform(1 << 16))
-    _encode_overflows(coder, np.concatenate([np.zeros(0, dtype=np.int64), *overflows]))
-    for (t, _, _), chunk in reversed(list(zip(_spans(counts), coded))):  # a stack: the last group coded is decoded first
-        coder.encode_reverse(chunk.astype(np.int32), tables.models[t])
+    _encode_overflows(coder, np.where(v < 0, -2 * v - 1, 2 * (v - e)))
+    for t, start, end in reversed(_spans(counts)):  # a stack: the last group coded is decoded first
+        coder.encode_reverse(coded[start:end], tables.models[t])
     return coder.get_compressed().astype("<u4").tobytes()
 
 
@@ -191,13 +188,11 @@ def decode(data: bytes, indexes: np.ndarray, tables: CdfTables) -> np.ndarray:
     order, counts = _groups(indexes, len(tables))
     coder = _coder(data)
     symbols = np.empty(indexes.size, dtype=np.int32)
-    escaped, escape_tables = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
     for t, start, end in _spans(counts):
-        chunk = coder.decode(tables.models[t], end - start)
-        escaped.append(np.flatnonzero(chunk == tables.escape[t]) + start)
-        escape_tables.append(np.full(len(escaped[-1]), t))
-        symbols[start:end] = chunk + tables.offset[t]
-    escaped, table = np.concatenate(escaped), np.concatenate(escape_tables)
+        symbols[start:end] = coder.decode(tables.models[t], end - start)
+    escaped = np.flatnonzero(symbols == np.repeat(tables.escape, counts))  # in coding order
+    symbols += np.repeat(tables.offset, counts)
+    table = np.searchsorted(np.cumsum(counts), escaped, side="right")  # each escape's table
     overflow = _decode_overflows(coder, tables.escape[table]) + tables.offset[table]
     if not np.array_equal(coder.decode(Uniform(1 << 16), len(END_MARKER)), END_MARKER) or not coder.is_empty():
         raise EntropyCodingError("entropy-coded string is damaged, truncated or extended")

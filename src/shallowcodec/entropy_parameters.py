@@ -15,7 +15,10 @@ Minnen, "Integer networks for data compression with latent-variable models" (ICL
 
 * **Fixed point.** Activations live on the grid 2^-ACT_BITS, clamped to ±ACT_LIMIT (Q_a, round
   half to even); weights are rounded to a power-of-two grid per output channel with at most
-  WEIGHT_BITS significant bits; biases to the activation grid. The convolutions run in float64.
+  WEIGHT_BITS significant bits; biases to the activation grid. The convolutions run in float64,
+  on activations counted in units of 2^-ACT_BITS (integers: the same sums scaled by a power of
+  two), so that Q_a is a clamp and a rounding, done on each output phase's products while they
+  are in the cache; the gains and the 2^-ACT_BITS scaling of μ fold into one product.
 * **Why float64 is exact here.** Every input is k·2^-A with |k| ≤ 2^(A+12) = 2^22, every weight
   j·2^-e with |j| ≤ 2^14 and e ≤ MAX_WEIGHT_EXP, so every product, bias and partial sum is an
   integer multiple of 2^-(A+e) whose magnitude in those units is at most
@@ -45,6 +48,7 @@ import math
 from collections.abc import Sequence
 from decimal import Decimal, localcontext
 from fractions import Fraction
+from functools import partial
 from typing import NamedTuple
 
 import numpy as np
@@ -71,7 +75,9 @@ class FixedPointLayer(NamedTuple):
     """One transposed convolution of h_s in fixed point, followed by Q_a (and a ReLU when ``relu``).
 
     ``conv``: a float64 layers.ConvTranspose2d whose weight (C_in, C_out, k, k) has each output
-    channel on its 2^-e grid and whose bias is on the 2^-ACT_BITS grid.
+    channel on its 2^-e grid and whose bias is on the 2^-ACT_BITS grid, stored in *activation
+    units* (× 2^ACT_BITS, integers): the layer maps activations in units (the integers k of
+    values k·2^-ACT_BITS) to units, so Q_a is a clamp and a rounding, no scaling.
     """
 
     conv: ConvTranspose2d
@@ -150,8 +156,8 @@ def fixed_point_layer(weight: np.ndarray, bias: np.ndarray, stride: int, relu: b
         ValueError: a fan-in above MAX_FAN_IN.
     """
     check_fan_in(weight.shape[0], weight.shape[-1])
-    conv = ConvTranspose2d(quantize_weight(weight, out_dim=1), round_grid(np.asarray(bias, np.float64), ACT_BITS), stride)
-    return FixedPointLayer(conv, relu)
+    bias = round_grid(np.asarray(bias, np.float64), ACT_BITS) * 2.0**ACT_BITS  # in units (FixedPointLayer)
+    return FixedPointLayer(ConvTranspose2d(quantize_weight(weight, out_dim=1), bias, stride), relu)
 
 
 def hyper_synthesis_exact(layers: Sequence[FixedPointLayer], z_hat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -160,24 +166,50 @@ def hyper_synthesis_exact(layers: Sequence[FixedPointLayer], z_hat: np.ndarray) 
     Bit-exact on every CPU (module docstring). The first layer folds ẑ's constant channels (most
     of them: channels whose z symbols are all 0) into one (layers.ConvTranspose2d).
     """
-    x = quantize_activation(np.asarray(z_hat, dtype=np.float64)[0])
-    for i, layer in enumerate(layers):
-        x = _quantize_activation_inplace(layer.conv(x, fold_constant=i == 0))
-        if layer.relu:
-            np.maximum(x, 0, out=x)
+    x = _hyper_synthesis_units(layers, z_hat)
+    x *= 2.0**-ACT_BITS
     mu, log_sigma = np.split(x[None], 2, axis=1)
     return mu, log_sigma
 
 
-def _quantize_activation_inplace(x: np.ndarray) -> np.ndarray:
-    """:func:`quantize_activation` of a float64 array, in place (the same operations, hence values;
-    the clamp only where a value is out of range, as it rarely is)."""
-    if x.min() < -ACT_LIMIT or x.max() > ACT_LIMIT:
-        np.clip(x, -ACT_LIMIT, ACT_LIMIT, out=x)
-    x *= 2.0**ACT_BITS
-    np.round(x, out=x)
-    x *= 2.0**-ACT_BITS
+def _hyper_synthesis_units(layers: Sequence[FixedPointLayer], z_hat: np.ndarray, finish=None) -> np.ndarray:
+    """h_s(ẑ) in activation units: (2M, h, w) float64 integers k of the values k·2^-ACT_BITS (μ, then log σ).
+
+    ẑ (1, M, h/4, w/4) is the ungained ẑ. Each layer works in units (:class:`FixedPointLayer`):
+    the same integer sums as in values, scaled by 2^ACT_BITS, hence exact. Q_a (and ReLU) run on
+    each output-phase group's products while they are in the cache (layers.ConvTranspose2d's
+    ``pointwise``); so does ``finish``, if given, on the last layer's (..., 2M, P) units after Q_a
+    (in place; it must act per channel, e.g. the gains).
+    """
+    x = _units(np.asarray(z_hat, dtype=np.float64)[0])
+    for i, layer in enumerate(layers):
+        after = partial(_activation, relu=layer.relu, finish=finish if i == len(layers) - 1 else None)
+        x = layer.conv.crop(layer.conv.uncropped(x, fold_constant=i == 0, pointwise=after), *x.shape[1:])
     return x
+
+
+def _activation(a: np.ndarray, relu: bool, finish) -> np.ndarray:
+    """A layer's output (..., C, P) in units, in place: Q_a, then ReLU if ``relu``, then ``finish`` if given."""
+    _round_units(a)
+    if relu:
+        np.maximum(a, 0, out=a)
+    if finish is not None:
+        finish(a)
+    return a
+
+
+def _units(x: np.ndarray) -> np.ndarray:
+    """Q_a of float64 values, in units: round(clamp(x, ±ACT_LIMIT) · 2^ACT_BITS) (exact: a power-of-two scaling)."""
+    return _round_units(x * 2.0**ACT_BITS)
+
+
+def _round_units(x: np.ndarray) -> np.ndarray:
+    """Q_a in units, in place: clamp to ±ACT_LIMIT·2^ACT_BITS and round half to even (the clamp only where a
+    value is out of range, as it rarely is: two reductions are cheaper than np.clip)."""
+    limit = ACT_LIMIT * 2.0**ACT_BITS
+    if x.min() < -limit or x.max() > limit:
+        np.clip(x, -limit, limit, out=x)
+    return np.round(x, out=x)
 
 
 def _decimal_exp(x: float, bits: int) -> float:
@@ -240,7 +272,8 @@ def scale_indexes(log_sigma: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     bucket = log_sigma * (1 / step)
     bucket += 0.5 - thresholds[0] / step
     np.floor(bucket, out=bucket)
-    np.clip(bucket, 0, n, out=bucket)
+    np.maximum(bucket, 0, out=bucket)  # two passes: faster than np.clip
+    np.minimum(bucket, n, out=bucket)
     index = bucket.astype(np.uint8)
     edge = np.take(np.append(thresholds, np.inf), index, out=bucket, mode="clip")  # t_b, in the bucket's memory
     index += edge < log_sigma
@@ -262,13 +295,20 @@ def entropy_parameters(layers: Sequence[FixedPointLayer], z_hat: np.ndarray, gai
         thresholds: :func:`log_scale_thresholds` of the scale table.
         log_sigma: also return log σ_g (rate estimates); else its field is None.
     """
+    scaled_thresholds = thresholds * 2.0**ACT_BITS  # compared with log σ_g in units: the same order
+
+    def finish(a: np.ndarray) -> None:  # (..., 2M, P) units → μ_g (values) and log σ_g (units)
+        m = a.shape[-2] // 2
+        a[..., :m, :] *= 2.0**-ACT_BITS if gains is None else gains.y[0, :, 0] * 2.0**-ACT_BITS
+        if gains is not None:
+            a[..., m:, :] += gains.log_y[0, :, 0] * 2.0**ACT_BITS
+
     def tile(z: np.ndarray) -> tuple[np.ndarray, ...]:
         z = np.asarray(z, dtype=np.float64)
-        mu, log_s = hyper_synthesis_exact(layers, z if gains is None else z * gains.z_inv)
-        if gains is not None:  # in place: μ and log σ are views of h_s's output
-            mu *= gains.y
-            log_s += gains.log_y
-        return (mu, scale_indexes(log_s, thresholds)) + ((log_s,) if log_sigma else ())
+        x = _hyper_synthesis_units(layers, z if gains is None else z * gains.z_inv, finish)[None]
+        mu, log_s = np.split(x, 2, axis=1)
+        out = (mu, scale_indexes(log_s, scaled_thresholds))
+        return out + ((log_s * 2.0**-ACT_BITS,) if log_sigma else ())
 
     out = tiled(tile, z_hat, Fraction(4), HYPER_SYNTHESIS_TILE, HYPER_SYNTHESIS_MARGIN)
     return EntropyParameters(out[0], out[1], out[2] if log_sigma else None)
