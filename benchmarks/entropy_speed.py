@@ -43,16 +43,17 @@ def measure(model, image: Image.Image, repeats: int) -> dict:
         params = model.entropy_parameters(z_hat, 3.0)
     gc = model.gaussian_conditional
     tables = model.tables("y")
-    symbols = torch.round(y.double() - params.mu).int().numpy()
-    indexes = params.indexes.numpy()
+    mu, indexes = torch.from_numpy(params.mu), params.indexes  # the exact parameters are numpy
+    index_tensor = torch.from_numpy(indexes.astype("int32"))
+    symbols = torch.round(y.double() - mu).int().numpy()
     data = entropy_coding.encode(symbols, indexes, tables)
     assert (entropy_coding.decode(data, indexes, tables) == symbols).all()
-    strings = gc.compress(y.double(), params.indexes, means=params.mu)
+    strings = gc.compress(y.double(), index_tensor, means=mu)
     n = symbols.size
     ours = (n / best_time(lambda: entropy_coding.encode(symbols, indexes, tables), repeats),
             n / best_time(lambda: entropy_coding.decode(data, indexes, tables), repeats))
-    theirs = (n / best_time(lambda: gc.compress(y.double(), params.indexes, means=params.mu), repeats),
-              n / best_time(lambda: gc.decompress(strings, params.indexes, torch.float64, means=params.mu), repeats))
+    theirs = (n / best_time(lambda: gc.compress(y.double(), index_tensor, means=mu), repeats),
+              n / best_time(lambda: gc.decompress(strings, index_tensor, torch.float64, means=mu), repeats))
     return {"symbols": n, "shape": tuple(y.shape), "ours": ours, "compressai": theirs,
             "bytes": (len(data), len(strings[0]))}
 
