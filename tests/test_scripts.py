@@ -1,0 +1,91 @@
+"""The training scripts: the CPU campaign's schedule (scripts/campaign.py) and the GPU burst (scripts/gpu_burst.py)."""
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+from argparse import Namespace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from shallowcodec.model_files import embedded_models, model_card
+
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("first, crop", [(17_000, 128), (20_000, 256)])
+def test_campaign_continued_at_a_step_plans_the_remainder(tmp_path, first, crop):
+    campaign = load_script("campaign")
+    shutil.copyfile(embedded_models()["two-layer"], tmp_path / "init-two-layer.safetensors")
+    (tmp_path / "start.json").write_text(json.dumps({"first_step": first}))
+    argv = campaign.slice_argv(tmp_path, "two-layer", Path("photos"), 15, 1, 0.5)
+    assert campaign.done_steps(tmp_path, "two-layer") == first
+    assert argv[argv.index("--steps") + 1] == str(campaign.PLANNED_STEPS - first)
+    assert argv[argv.index("--crop") + 1] == str(crop)
+    assert "--resume" not in argv
+
+
+def test_campaign_refuses_first_step_in_a_used_folder(tmp_path):
+    (tmp_path / "start.json").write_text(json.dumps({"first_step": 100}))
+    result = subprocess.run([sys.executable, str(SCRIPTS / "campaign.py"), "--run", str(tmp_path), "--data", str(tmp_path),
+                             "--first-step", "200"], capture_output=True, text=True)
+    assert result.returncode == 2 and "already has one" in result.stderr
+
+
+def test_burst_photos_are_packed_as_the_trainer_caches_them(tmp_path):
+    burst = load_script("gpu_burst")
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (600, 1200, 3), dtype=np.uint8)).save(data / "wide.png")
+    Image.fromarray(np.full((300, 200, 3), 90, np.uint8)).save(data / "small.jpg")
+    quality, size = burst.pack_photos(data, tmp_path / "photos", 10 * 2**20)
+    packed = sorted((tmp_path / "photos").glob("*.webp"))
+    assert quality == 95 and size == sum(p.stat().st_size for p in packed)
+    assert [Image.open(p).size for p in packed] == [(200, 300), (1024, 512)]  # image-name order, shorter side 512
+    noise_only = burst.pack_photos(data, tmp_path / "photos", size - 1)[0]
+    assert noise_only < 95 and len(list((tmp_path / "photos").glob("*.webp"))) == 2
+    with pytest.raises(ValueError, match="do not fit"):
+        burst.pack_photos(data, tmp_path / "photos", 1000)
+
+
+def test_burst_trainers_run_on_the_gpu_from_the_embedded_weights(tmp_path):
+    burst = load_script("gpu_burst")
+    args = Namespace(out=tmp_path / "out", data=Path("photos"), minutes=8.0, batch_size=16, workers=4, dry_run=False)
+    weights = embedded_models()["jpeg-like"]
+    argv = burst.trainer_argv("jpeg-like", weights, args, tmp_path / "scratch")
+    value = {k: argv[argv.index(k) + 1] for k in ("--device", "--steps", "--max-minutes", "--crop", "--init", "--out",
+                                                    "--checkpoint", "--config")}
+    assert value["--device"] == "cuda" and value["--steps"] == "0" and value["--crop"] == "256"
+    assert float(value["--max-minutes"]) == 8.0 - burst.STARTUP_MINUTES
+    assert value["--init"] == str(weights) and value["--out"] == str(tmp_path / "out" / "jpeg-like.safetensors")
+    assert not value["--checkpoint"].startswith(str(tmp_path / "out"))  # optimizer state does not come back
+    assert json.loads(value["--config"])["hyper_synthesis"] == model_card(weights)["config"]["hyper_synthesis"]
+
+
+def test_burst_dry_run_trains_every_model_at_once(photos24, tmp_path):
+    data = tmp_path / "photos"
+    data.mkdir()
+    shutil.copy(sorted(photos24.glob("*.png"))[0], data)
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, str(SCRIPTS / "gpu_burst.py"), "run", "--dry-run", "--data", str(data),
+                             "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "burst.json").read_text())
+    assert sorted(p.name for p in out.iterdir()) == ["burst.json", *sorted(f"{a}.safetensors" for a in embedded_models())]
+    for architecture, weights in embedded_models().items():
+        assert report["runs"][architecture]["exit"] == 0 and report["runs"][architecture]["device"] == "cpu"
+        card = model_card(out / f"{architecture}.safetensors")
+        assert card["steps"] == 1 and card["total_steps"] == model_card(weights)["total_steps"] + 1
+        assert (out / f"{architecture}.safetensors").stat().st_size < 16 * 2**20  # the device tool's file limit
