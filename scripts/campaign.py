@@ -16,9 +16,9 @@ trains the two with the fewest at once), each slice a ``shallowcodec train --res
   campaign's planned end, not each slice's);
 * crops of 128² until ``CROP_256_FROM`` steps, then 256² (the paper's crop), batch 8;
 * variable rate, mixed quantization, lr 5e-4, ``--threads`` torch threads, one loader worker;
-* bfloat16 autocast (``--bf16``: 1.5× the steps/s of fp32 on this CPU, the same R-D after 1,500
-  steps from the same weights; benchmarks/README.md "Training speed"), ``--rate-weighting``
-  as given (0: uniform over the qualities).
+* bfloat16 autocast (``--bf16``: 1.5× the steps/s of fp32 on a CPU with AVX512-BF16, the same
+  R-D after 1,500 steps from the same weights; benchmarks/README.md "Training speed") where the
+  CPU has native bfloat16, else fp32; ``--rate-weighting`` as given (0: uniform over the qualities).
 
 A slice writes ``RUN/<architecture>.safetensors`` (fp16, cumulative steps and core-hours) and
 appends one JSON line per slice to ``RUN/log.jsonl``.
@@ -47,6 +47,7 @@ import time
 from pathlib import Path
 
 from shallowcodec.model_files import embedded_models, model_card
+from shallowcodec.train import cpu_has_native_bf16
 
 PLANNED_STEPS = 30_000
 CROP_256_FROM = 20_000
@@ -72,6 +73,12 @@ def core_hours(run: Path, architecture: str) -> float:
     return model_card(weights if weights.exists() else run / f"init-{architecture}.safetensors").get("core_hours", 0.0)
 
 
+def precision() -> list[str]:
+    """``--bf16`` where the CPU computes bfloat16 natively, else nothing (fp32: emulated bf16 is
+    7.5× slower than fp32 on an AVX2 CPU; benchmarks/results/train-speed-avx2.txt)."""
+    return ["--bf16"] if cpu_has_native_bf16() else []
+
+
 def slice_argv(run: Path, architecture: str, data: Path, minutes: float, threads: int, rate_weighting: float) -> list[str]:
     """Trainer arguments of one slice (resuming the architecture's checkpoint when it has one)."""
     init = run / f"init-{architecture}.safetensors"
@@ -82,7 +89,7 @@ def slice_argv(run: Path, architecture: str, data: Path, minutes: float, threads
     return [sys.executable, "-m", "shallowcodec.train", "--model", architecture, "--variable-rate",
             "--init", str(init), "--data", str(data), "--out", str(out), "--config", json.dumps(config),
             "--steps", str(PLANNED_STEPS - first_step(run)), "--crop", str(crop), "--batch-size", "8", "--lr", "5e-4",
-            "--quantizer", "mixed", "--bf16", "--rate-weighting", f"{rate_weighting:g}",
+            "--quantizer", "mixed", *precision(), "--rate-weighting", f"{rate_weighting:g}",
             "--threads", str(threads), "--workers", "1", "--max-minutes", f"{minutes:g}",
             "--summary", str(out.with_suffix(".json")), "--quiet", "--force",
             *(["--resume", str(ckpt)] if ckpt.exists() else [])]
@@ -95,7 +102,7 @@ def snapshot_argv(run: Path, architecture: str, data: Path, threads: int, rate_w
     return [sys.executable, "-m", "shallowcodec.train", "--model", architecture, "--variable-rate",
             "--init", str(weights), "--data", str(data), "--out", str(run / f"snapshot-{architecture}.safetensors"),
             "--steps", str(SNAPSHOT_STEPS), "--crop", str(crop), "--batch-size", "8", "--lr", "5e-5",
-            "--quantizer", "mixed", "--bf16", "--rate-weighting", f"{rate_weighting:g}",
+            "--quantizer", "mixed", *precision(), "--rate-weighting", f"{rate_weighting:g}",
             "--threads", str(threads), "--workers", "1", "--quiet", "--force"]
 
 

@@ -89,3 +89,11 @@ def test_burst_dry_run_trains_every_model_at_once(photos24, tmp_path):
         card = model_card(out / f"{architecture}.safetensors")
         assert card["steps"] == 1 and card["total_steps"] == model_card(weights)["total_steps"] + 1
         assert (out / f"{architecture}.safetensors").stat().st_size < 16 * 2**20  # the device tool's file limit
+
+
+def test_campaign_uses_bf16_only_where_the_cpu_has_it(tmp_path, monkeypatch):
+    campaign = load_script("campaign")
+    shutil.copyfile(embedded_models()["jpeg-like"], tmp_path / "init-jpeg-like.safetensors")
+    for native in (False, True):
+        monkeypatch.setattr(campaign, "cpu_has_native_bf16", lambda: native)
+        assert ("--bf16" in campaign.slice_argv(tmp_path, "jpeg-like", Path("photos"), 15, 1, 0.5)) == native

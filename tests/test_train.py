@@ -485,3 +485,12 @@ def test_init_shared_starts_all_but_g_s_from_another_architecture(tmp_path):
     assert torch.equal(target.g_s.deconv.weight, g_s_before)
     with pytest.raises(ValueError, match="share no parameter"):
         copy_shared(zoo.build("jpeg-like", N=12, M=24), loaded)
+
+
+def test_native_bf16_is_read_from_the_cpu_flags(tmp_path):
+    avx2 = tmp_path / "avx2"
+    avx2.write_text("flags\t\t: fpu sse2 avx avx2 fma\n")
+    sapphire = tmp_path / "amx"
+    sapphire.write_text("flags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n")
+    assert not train.cpu_has_native_bf16(avx2) and train.cpu_has_native_bf16(sapphire)
+    assert not train.cpu_has_native_bf16(tmp_path / "missing")  # not Linux: fp32

@@ -213,6 +213,17 @@ def _seed(*keys: int) -> int:
 # --- the training job ----------------------------------------------------------------------------
 
 
+def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether this CPU computes bfloat16 natively (the AVX512-BF16 or AMX-BF16 flag; False where
+    ``cpuinfo`` is missing). Elsewhere PyTorch emulates it: ``--bf16`` then runs at 0.13× the
+    steps/s of fp32 (an AVX2 EPYC; where native, 1.5×: benchmarks/README.md "Training speed")."""
+    try:
+        flags = cpuinfo.read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def train(cfg: TrainConfig) -> Path:
     """Run (or resume) one training job, alone or as one torchrun process; returns the weights path.
 
@@ -266,6 +277,9 @@ def _build_model(cfg: TrainConfig, proc: Process) -> tuple[ShallowHyperprior, di
 def _train(cfg: TrainConfig, proc: Process) -> None:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    if cfg.bf16 and proc.device.type == "cpu" and proc.main and not cpu_has_native_bf16():
+        print("shallowcodec train: this CPU has no native bfloat16 (AVX512-BF16 / AMX): --bf16 is emulated "
+              "and several times slower than fp32", file=sys.stderr)
     model, config = _build_model(cfg, proc)
     optimizers = make_optimizers(model, cfg.lr)
     done, init = restore(cfg, model, optimizers, proc)
