@@ -155,8 +155,9 @@ def run(args: argparse.Namespace) -> int:
             report["runs"][architecture] = {"exit": code, **(json.loads(summary.read_text()) if summary.exists() else {})}
     (args.out / "burst.json").write_text(json.dumps(report, indent=1) + "\n")
     for architecture, facts in report["runs"].items():
-        print(f"{architecture}: exit {facts['exit']}, {facts.get('steps', 0)} steps, "
-              f"{facts.get('steps_per_s') or 0:.2f} steps/s, last bpp {facts.get('bpp', float('nan')):.3f}", flush=True)
+        speed = f"{facts['steps_per_s']:.2f} steps/s" if facts.get("steps_per_s") else "too few steps to time"
+        print(f"{architecture}: exit {facts['exit']}, {facts.get('steps', 0)} steps ({speed}), "
+              f"last bpp {facts.get('bpp', float('nan')):.3f}", flush=True)
     return 0 if not any(codes.values()) else 1
 
 
