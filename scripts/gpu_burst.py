@@ -110,10 +110,10 @@ def prepare(args: argparse.Namespace) -> None:
     carry = args.carry
     download_wheels(carry / "wheels")
     wheels = sum(p.stat().st_size for p in (carry / "wheels").glob("*.whl"))
-    budget = CARRY_LIMIT - MARGIN - travelling_bytes(repo) - wheels
-    quality, size = pack_photos(args.data, carry / "photos", budget)
+    tree = travelling_bytes(repo)
+    quality, size = pack_photos(args.data, carry / "photos", CARRY_LIMIT - MARGIN - tree - wheels)
     print(f"{carry}: photos as WebP q{quality} {size / 2**20:.1f} MiB, wheels {wheels / 2**20:.1f} MiB "
-          f"(working tree {travelling_bytes(repo) / 2**20:.1f} MiB)")
+          f"(working tree {tree / 2**20:.1f} MiB)")
     print(f'device run, carry ["{carry}"]:\npython3 -m pip install -q --no-index --no-deps --target /tmp/site '
           f"{carry}/wheels/*.whl && PYTHONPATH=/tmp/site:src python3 scripts/gpu_burst.py run "
           f"--data {carry}/photos --out $OUT --minutes 8")

@@ -18,11 +18,13 @@ import torch
 HERE = Path(__file__).resolve().parent
 PHOTOS24 = HERE.parents[2].parent / "shared/data/photos24"
 
-from shallowcodec import container, images, load  # noqa: E402
+from shallowcodec import container, images  # noqa: E402
+from shallowcodec.codec import Codec  # noqa: E402
 from shallowcodec.decoder import embedded_decoder  # noqa: E402
 from shallowcodec.metrics import psnr_of_mse  # noqa: E402
 from shallowcodec.model_files import embedded_models  # noqa: E402
 from shallowcodec.train import cpu_has_native_bf16  # noqa: E402
+from shallowcodec.zoo import load_embedded  # noqa: E402
 
 #: Fractional qualities interpolate the gains; q0 and q6 are the ends.
 QUALITIES = (0.0, 3.5, 6.0)
@@ -45,11 +47,11 @@ def main() -> None:
     torch.set_num_threads(1)
     expected = {}
     for architecture in sorted(embedded_models()):
-        decoder = embedded_decoder(architecture)
+        decoder, loaded = embedded_decoder(architecture), load_embedded(architecture)
         for i, spec in enumerate(CROPS):
             x = crop(*spec)
             for q in QUALITIES:
-                data = load(architecture, quality=q).compress(x)
+                data = Codec(loaded, q).compress(x)
                 name = f"{architecture}-{i}-q{q:g}.sdc"
                 (HERE / name).write_bytes(data)
                 stream = container.unpack(data)
