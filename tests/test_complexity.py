@@ -45,7 +45,7 @@ def test_count_per_pixel_is_independent_of_image_size(paper_size, model):
 
 def test_paper_size_config_is_the_builders_defaults():
     assert flops_config("two-layer", paper_size=True) == {"N": 192, "M": 320, "hidden": 12, "variable_rate": False,
-                                                          "hyper_synthesis": "paper", "hyper_kernel": 6}
+                                                          "hyper_synthesis": "paper", "hyper_kernel": 6, "lmbda_scale": None}
     assert flops_config("two-layer-nores", paper_size=True)["N"] == 256
 
 

@@ -408,6 +408,27 @@ def test_init_without_config_takes_the_widths_of_the_init_weights(train_folder, 
         {"N": 8, "M": 16, "variable_rate": True}
 
 
+def test_init_with_a_config_of_another_lmbda_scale_keeps_the_widths_and_moves_the_gains(train_folder, tmp_path):
+    first = tmp_path / "paper.safetensors"
+    assert train.main(_variable_rate(_argv(train_folder, first, steps=2))) == 0
+    argv = _variable_rate(_argv(train_folder, tmp_path / "wide.safetensors", "--init", str(first), steps=2))
+    argv[argv.index("--config") + 1] = '{"lmbda_scale": [0.0005, 2.5]}'
+    assert train.main(argv) == 0
+    card = model_files.model_card(tmp_path / "wide.safetensors")
+    assert card["config"] == {"N": 8, "M": 16, "variable_rate": True, "lmbda_scale": [0.0005, 2.5]}
+    assert card["lmbdas"][:2] == [0.0005, 0.00125] and card["total_steps"] == 4
+
+
+def test_fixed_lambda_training_from_variable_rate_weights_asks_for_variable_rate(train_folder, tmp_path, capsys):
+    wide = tmp_path / "wide.safetensors"
+    argv = _variable_rate(_argv(train_folder, wide, steps=1))
+    argv[argv.index("--config") + 1] = '{"N": 8, "M": 16, "lmbda_scale": [0.0005, 2.5]}'
+    assert train.main(argv) == 0
+    argv = _argv(train_folder, tmp_path / "fixed.safetensors", "--init", str(wide), steps=1)
+    del argv[argv.index("--config"): argv.index("--config") + 2]
+    _fails(argv, capsys, "--init weights are variable-rate; add --variable-rate")
+
+
 @pytest.mark.parametrize("content", [b"\x89PNG random bytes", b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\": {}}xxxxxxx"])
 def test_foreign_weights_files_are_named_as_such(tmp_path, content):
     path = tmp_path / "w.safetensors"

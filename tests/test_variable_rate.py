@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -12,8 +14,9 @@ import shallowcodec
 from shallowcodec import codec, container, images, model_files, sga
 from shallowcodec.codec import mirror_pad
 from shallowcodec.container import ContainerError
-from shallowcodec.quality import LMBDAS, lmbda_of, snap_quality
-from shallowcodec.variable_rate import GainUnits
+from shallowcodec.decoder import Decoder
+from shallowcodec.quality import LMBDAS, LmbdaScale, lmbda_of, snap_quality
+from shallowcodec.variable_rate import GainUnits, retable
 
 
 @pytest.fixture
@@ -130,6 +133,66 @@ def test_weights_file_of_a_variable_rate_model(codec_factory, tmp_path):
     card = model_files.model_card(tmp_path / "vr.safetensors")
     assert card["variable_rate"] and card["qualities"] == list(range(7)) and card["lmbdas"] == list(LMBDAS)
     assert "gain.log_y_gain" in dict(c.loaded.model.named_parameters())
+
+
+# --- a model's own λ scale (config lmbda_scale) ------------------------------------------------------
+
+WIDE = [0.0005, 2.5]  # λ 0.0005 (q0) … 0.122 (q6): 244× in λ, where the paper's scale has 64×
+
+
+def test_the_default_scale_is_the_papers():
+    assert LmbdaScale().lmbdas() == list(LMBDAS) == LmbdaScale.of_config({"N": 8}).lmbdas()
+    wide = LmbdaScale.of_config({"lmbda_scale": WIDE})
+    assert wide.lmbdas()[:2] == [0.0005, 0.00125] and wide(6) == pytest.approx(0.1220703125)
+    assert wide.quality_of(0.00125) == pytest.approx(1.0) and wide.quality_of(0.0002) == pytest.approx(-1.0)
+
+
+@pytest.mark.parametrize("bad", [[0.0, 2.0], [0.001, 1.0], [0.001], "wide", [0.001, True], [1e300, 1e100]])
+def test_a_malformed_scale_is_refused(bad):
+    with pytest.raises(ValueError, match="lmbda_scale must be"):
+        LmbdaScale.of_config({"lmbda_scale": bad})
+
+
+def test_retable_to_the_same_scale_changes_nothing_and_shifts_by_whole_qualities():
+    log_gain = torch.randn(7, 5)
+    assert torch.allclose(retable(log_gain, LmbdaScale(), LmbdaScale()), log_gain)
+    shifted = retable(log_gain, LmbdaScale(), LmbdaScale(0.0025, 2.0))  # new q = old q + 1
+    assert torch.allclose(shifted[:6], log_gain[1:])
+    assert torch.allclose(shifted[6], 2 * log_gain[6] - log_gain[5])  # the end segment extrapolated
+
+
+def test_init_from_another_scale_moves_the_gains(codec_factory, tmp_path):
+    from shallowcodec.checkpoint import copy_from
+
+    source = codec_factory("paper.safetensors", variable_rate=True).loaded
+    model = shallowcodec.zoo.build("two-layer", N=8, M=16, variable_rate=True, lmbda_scale=WIDE)
+    copy_from(model, source, "two-layer")
+    expected = retable(source.model.gain.log_y_gain.detach(), LmbdaScale(), LmbdaScale(*WIDE))
+    assert torch.allclose(model.gain.log_y_gain, expected)
+    assert torch.equal(model.g_s.out.weight, source.model.g_s.out.weight)
+
+
+def test_a_wide_scale_model_codes_its_own_lambda_and_the_numpy_decoder_agrees(codec_factory, photo_crop, tmp_path):
+    x = photo_crop(64, 64, 30, 40)
+    c = codec_factory("wide.safetensors", variable_rate=True, quality=0.5, lmbda_scale=WIDE)
+    data = c.compress(x)
+    header = container.unpack(data).header
+    assert c.lmbda == 0.0005 * 2.5**0.5 and header.lmbda == pytest.approx(c.lmbda, rel=1e-7)
+    decoder, stream = Decoder(tmp_path / "wide.safetensors"), container.unpack(data)
+    assert torch.equal(torch.from_numpy(decoder.decode(stream)).permute(2, 0, 1), c.decompress_tensor(data))
+    assert model_files.model_card(tmp_path / "wide.safetensors")["lmbdas"] == LmbdaScale(*WIDE).lmbdas()
+    paper = codec_factory("paper.safetensors", variable_rate=True, quality=0.5)  # λ 0.00177 at q0.5
+    with pytest.raises(ContainerError, match="is not λ of two-layer q0.5"):
+        decoder.check(dataclasses.replace(header, lmbda=float(np.float32(paper.lmbda))))
+
+
+def test_training_samples_the_models_scale():
+    from shallowcodec import train
+
+    quality, lmbda = train.sample_qualities(64, torch.Generator().manual_seed(0), LmbdaScale(*WIDE))
+    assert torch.allclose(lmbda, 0.0005 * 2.5**quality)
+    weights = train.rate_weights(torch.tensor(LmbdaScale(*WIDE).lmbdas()), 0.5, LmbdaScale(*WIDE))
+    assert weights.mean() == pytest.approx(1.0) and weights[0] / weights[6] == pytest.approx(2.5**3)
 
 
 # --- the command line at several qualities --------------------------------------------------------

@@ -21,6 +21,7 @@ from shallowcodec.config import TrainConfig
 from shallowcodec.distributed import Process
 from shallowcodec.hyperprior import ShallowHyperprior
 from shallowcodec.model_files import model_card
+from shallowcodec.variable_rate import retable
 from shallowcodec.zoo import LoadedModel, load_weights, save_weights
 
 
@@ -111,7 +112,9 @@ def copy_from(model: ShallowHyperprior, init: LoadedModel, architecture: str) ->
     """Start from the parameters of other trained weights of the same architecture and widths.
 
     Fixed-λ weights may start a variable-rate model: its gain units then keep their initial
-    values (variable_rate.GainUnits), which centre on the reference quality 3.
+    values (variable_rate.GainUnits), which centre on the reference quality 3. Variable-rate
+    weights of another λ scale (config ``lmbda_scale``) start it with their gains moved to the
+    model's scale (variable_rate.retable).
 
     Raises:
         ValueError: the weights are of another architecture or other widths, or variable-rate
@@ -129,6 +132,9 @@ def copy_from(model: ShallowHyperprior, init: LoadedModel, architecture: str) ->
             if source[name].shape != param.shape:
                 raise ValueError(f"--init weights have other widths ({name}: {tuple(source[name].shape)})")
             param.copy_(source[name])
+        if init.variable_rate and init.model.gain.scale != model.gain.scale:
+            for name, param in model.gain.named_parameters():
+                param.copy_(retable(param, init.model.gain.scale, model.gain.scale))
 
 
 def copy_shared(model: ShallowHyperprior, source: LoadedModel) -> list[str]:

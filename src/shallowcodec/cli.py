@@ -341,7 +341,8 @@ def add_model_arguments(p: argparse.ArgumentParser, models: list[str]) -> None:
     p.add_argument("--model", default=DEFAULT_ARCHITECTURE, choices=models,
                    help=f"embedded model (default: {DEFAULT_ARCHITECTURE})")
     p.add_argument("--quality", type=quality_type, metavar="Q",
-                   help=f"quality 0–6, λ = 0.00125·2^Q; fractions such as 2.5 interpolate (default {DEFAULT_QUALITY})")
+                   help=f"quality 0–6 (λ = λ0·r^Q of the model; `models` lists them); fractions such as 2.5 "
+                        f"interpolate (default {DEFAULT_QUALITY})")
 
 
 def quality_type(text: str) -> float:

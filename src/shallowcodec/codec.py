@@ -26,7 +26,7 @@ from shallowcodec.entropy_coding import EntropyCodingError
 from shallowcodec.hyperprior import LatentStrings
 from shallowcodec.images import ImageError, image_to_tensor, tensor_to_image
 from shallowcodec.model_files import DEFAULT_ARCHITECTURE, ModelNotFoundError
-from shallowcodec.quality import DEFAULT_QUALITY, lmbda_of, snap_quality
+from shallowcodec.quality import DEFAULT_QUALITY, snap_quality
 from shallowcodec.tiling import (
     ANALYSIS_MARGIN,
     ANALYSIS_TILE,
@@ -80,7 +80,7 @@ class Codec:
             self.lmbda: float = loaded.lmbda
         else:
             self.quality = snap_quality(DEFAULT_QUALITY if quality is None else quality)
-            self.lmbda = lmbda_of(self.quality)
+            self.lmbda = loaded.scale(self.quality)
 
     @property
     def architecture(self) -> str:
@@ -192,7 +192,8 @@ class Codec:
         if (header.architecture, header.quality) != (self.architecture, self.quality):
             raise ContainerError(f"file is {header.architecture} quality {header.quality:g}; "
                                  f"this codec is {self.label}")
-        check_header(header, self.architecture, self.loaded.quality, self.loaded.lmbda, self.loaded.weights_id)
+        check_header(header, self.architecture, self.loaded.quality, self.loaded.lmbda, self.loaded.weights_id,
+                     self.loaded.scale)
 
     @staticmethod
     def _as_tensor(image: Image.Image | Tensor) -> Tensor:
@@ -209,7 +210,7 @@ class Codec:
 def load(name: str = DEFAULT_ARCHITECTURE, quality: float | None = None) -> Codec:
     """Load an embedded model as a :class:`Codec` at ``quality`` in [0, 6] (default 3).
 
-    Fractional qualities interpolate the gains (snapped to 1/256); λ = 0.00125 · 2^quality.
+    Fractional qualities interpolate the gains (snapped to 1/256); λ = λ₀ · r^quality, the model's λ scale.
 
     Raises:
         ModelNotFoundError: unknown model name, or a quality outside [0, 6].

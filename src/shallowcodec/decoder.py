@@ -40,7 +40,7 @@ from shallowcodec.entropy_parameters import (
 )
 from shallowcodec.layers import ConvTranspose2d, InverseGDN
 from shallowcodec.model_files import ModelNotFoundError, embedded_path, weights_id
-from shallowcodec.quality import MAX_QUALITY, lmbda_of
+from shallowcodec.quality import MAX_QUALITY, PAPER_SCALE, LmbdaScale
 from shallowcodec.tiling import SYNTHESIS_MARGIN, tiled
 
 #: Core size of a g_s tile, in latents: 64 (1024 pixels) decodes a 768×512 photo as one tile, whose
@@ -50,14 +50,15 @@ SYNTHESIS_TILE = 64
 HYPER_SYNTHESIS_STRIDES = {"paper": (2, 2, 1), "cheap": (4,)}
 
 
-def check_header(header: Header, architecture: str, quality: float | None, lmbda: float | None, weights: int) -> None:
+def check_header(header: Header, architecture: str, quality: float | None, lmbda: float | None, weights: int,
+                 scale: LmbdaScale = PAPER_SCALE) -> None:
     """Refuse a file that these weights cannot decode (shared by this decoder and codec.Codec).
 
     Args:
         header: the file's header.
         architecture, weights: the decoder's architecture and weights_id.
         quality, lmbda: a fixed-λ model's quality and λ; None for a variable-rate model, which
-            decodes any quality in [0, 6] at λ(q).
+            decodes any quality in [0, 6] at λ(q) of its λ ``scale`` (quality.LmbdaScale).
 
     Raises:
         ContainerError: another architecture or weights, a quality the weights do not serve,
@@ -73,7 +74,7 @@ def check_header(header: Header, architecture: str, quality: float | None, lmbda
     if header.weights_id != weights:
         raise ContainerError(f"file was encoded with other {header.architecture} weights "
                              f"({header.weights_id:08x}; installed: {weights:08x})")
-    expected = float(np.float32(lmbda_of(header.quality) if lmbda is None else lmbda))
+    expected = float(np.float32(scale(header.quality) if lmbda is None else lmbda))
     if header.lmbda != expected:
         raise ContainerError(f"file's λ {header.lmbda!r} is not λ of {architecture} q{header.quality:g} ({expected!r})")
     check_size(header.height, header.width, ContainerError)
@@ -103,6 +104,7 @@ class Decoder:
                 tensors = {k: f.get_tensor(k) for k in f.keys() if not k.startswith(("g_a.", "h_a."))}
             self.quality = None if self.config.get("variable_rate") else int(meta["quality"])
             self.lmbda = None if self.quality is None else float(meta["lmbda"])
+            self.scale = LmbdaScale.of_config(self.config)
             self._load(tensors)
         except (OSError, SafetensorError, KeyError, ValueError, TypeError) as e:
             raise ModelNotFoundError(f"cannot load weights {path}: {e!r}") from None
@@ -149,7 +151,7 @@ class Decoder:
         Raises:
             ContainerError: see :func:`check_header`.
         """
-        check_header(header, self.architecture, self.quality, self.lmbda, self.weights_id)
+        check_header(header, self.architecture, self.quality, self.lmbda, self.weights_id, self.scale)
 
     def decode_latents(self, stream: Bitstream) -> np.ndarray:
         """The coded ŷ_g (1, M, 4·⌈H/64⌉, 4·⌈W/64⌉), float64, of a parsed bitstream: entropy decoding and

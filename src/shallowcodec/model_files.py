@@ -17,7 +17,7 @@ from pathlib import Path
 
 from safetensors import SafetensorError, safe_open
 
-from shallowcodec.quality import DEFAULT_QUALITY, LMBDAS, lmbda_of
+from shallowcodec.quality import DEFAULT_QUALITY, LMBDAS, LmbdaScale
 
 #: Architecture names (zoo.ARCHITECTURES builds them; paper Sec. 4).
 ARCHITECTURE_NAMES = ("jpeg-like", "two-layer", "two-layer-nores", "mbt2018-mean")
@@ -66,7 +66,10 @@ def model_card(path: Path) -> dict:
     config = json.loads(meta["config"])
     variable_rate = bool(config.get("variable_rate"))
     qualities = list(range(len(LMBDAS))) if variable_rate else [int(meta["quality"])]
-    lmbdas = [lmbda_of(q) for q in qualities] if variable_rate else [float(meta["lmbda"])]
+    try:
+        lmbdas = LmbdaScale.of_config(config).lmbdas() if variable_rate else [float(meta["lmbda"])]
+    except ValueError as e:
+        raise ModelNotFoundError(f"cannot read weights {path}: {e}") from None
     facts = {k: json.loads(v) for k, v in meta.items() if k not in ("architecture", "quality", "lmbda", "config")}
     budget = {"core_hours": facts.get("core_hours", 0.0), "gpu_minutes": round(60 * facts.get("gpu_hours", 0.0), 1)}
     return {"architecture": meta["architecture"], "config": config, "variable_rate": variable_rate,

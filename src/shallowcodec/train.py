@@ -50,7 +50,7 @@ from shallowcodec.distributed import Process, end_process, mean_over_processes, 
 from shallowcodec.hyperprior import ShallowHyperprior
 from shallowcodec.metrics import psnr_of_mse
 from shallowcodec.model_files import ModelNotFoundError, model_card
-from shallowcodec.quality import MAX_QUALITY, lmbda_of
+from shallowcodec.quality import MAX_QUALITY, PAPER_SCALE, LmbdaScale
 from shallowcodec.zoo import build
 
 #: With ``--steps 0``, the speed that fits the planned total leaves out the first FIT_SKIP steps (start-up).
@@ -98,18 +98,19 @@ def lmbda_at(step: int, steps: int, lmbda: float | Tensor, from_scratch: bool = 
     return 10 * lmbda if lmbda <= 0.01 else lmbda
 
 
-def sample_qualities(batch: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+def sample_qualities(batch: int, generator: torch.Generator | None = None,
+                     scale: LmbdaScale = PAPER_SCALE) -> tuple[Tensor, Tensor]:
     """Variable-rate training: one integer quality per image, uniform over 0–6, and its λ.
 
     Returns:
-        (quality (B,) float, λ (B,)), λ = 0.00125 · 2^quality.
+        (quality (B,) float, λ (B,)), λ = λ₀ · r^quality of the model's λ ``scale``.
     """
     quality = torch.randint(0, MAX_QUALITY + 1, (batch,), generator=generator).float()
-    return quality, lmbda_of(quality)
+    return quality, scale(quality)
 
 
-def rate_weights(lmbda: Tensor, alpha: float) -> Tensor:
-    """Per-image loss weights λ^-α, normalized to mean 1 over the qualities 0–6.
+def rate_weights(lmbda: Tensor, alpha: float, scale: LmbdaScale = PAPER_SCALE) -> Tensor:
+    """Per-image loss weights λ^-α, normalized to mean 1 over the qualities 0–6 of ``scale``.
 
     Variable-rate training sums images of every λ, and a high-λ image's loss (bpp + λ·MSE) is
     ≈ 8× a low-λ image's (embedded two-layer on photos24: 3.2 at q6, 0.38 at q0, ∝ λ^0.5), so the
@@ -118,8 +119,9 @@ def rate_weights(lmbda: Tensor, alpha: float) -> Tensor:
     Args:
         lmbda: (B,) λ of each image.
         alpha: α ≥ 0 (0: all weights 1).
+        scale: the model's λ scale (quality.LmbdaScale).
     """
-    mean = sum(lmbda_of(q) ** -alpha for q in range(MAX_QUALITY + 1)) / (MAX_QUALITY + 1)
+    mean = sum(lm**-alpha for lm in scale.lmbdas()) / (MAX_QUALITY + 1)
     return lmbda**-alpha / mean
 
 
@@ -174,12 +176,13 @@ def train_step(net: torch.nn.Module, model: ShallowHyperprior, optimizers: tuple
     optimizer, aux_optimizer = optimizers
     for group in optimizer.param_groups:
         group["lr"] = lr_at(step, planned, cfg.lr)
-    quality, lmbda = sample_qualities(len(x)) if cfg.variable_rate else (None, cfg.lmbda)
+    quality, lmbda = sample_qualities(len(x), scale=model.gain.scale) if cfg.variable_rate else (None, cfg.lmbda)
     if cfg.variable_rate:
         quality, lmbda = quality.to(x.device), lmbda.to(x.device)
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
         out = net(x, quantizer=cfg.quantizer, quality=quality)
-    weight = rate_weights(lmbda, cfg.rate_weighting) if cfg.variable_rate and cfg.rate_weighting else None
+    weight = rate_weights(lmbda, cfg.rate_weighting, model.gain.scale) if cfg.variable_rate and cfg.rate_weighting \
+        else None
     terms = rd_loss(out, x, lmbda_at(step, planned, lmbda, from_scratch=cfg.init is None and cfg.init_shared is None),
                     weight)
     optimizer.zero_grad(set_to_none=True)
@@ -242,7 +245,9 @@ def train(cfg: TrainConfig) -> Path:
 
 
 def builder_config(cfg: TrainConfig) -> dict:
-    """Builder arguments: ``--config`` (JSON object), else the ``--init`` weights' widths; plus variable_rate.
+    """Builder arguments: the ``--init`` weights' config (widths, h_s, λ scale) updated by ``--config``
+    (JSON object; e.g. ``{"lmbda_scale": [0.0005, 2.5]}`` moves a variable-rate model to another
+    λ scale, checkpoint.copy_from); plus variable_rate.
 
     Raises:
         ValueError: ``--config`` is not a JSON object.
@@ -253,8 +258,9 @@ def builder_config(cfg: TrainConfig) -> dict:
         raise ValueError(f"--config is not JSON: {e}") from None
     if not isinstance(config, dict):
         raise ValueError(f"--config must be a JSON object such as '{{\"N\": 64, \"M\": 192}}', got {cfg.config}")
-    if not config and cfg.init:
-        config = {k: v for k, v in model_card(cfg.init)["config"].items() if k != "variable_rate"}
+    if cfg.init:
+        dropped = ("variable_rate",) if cfg.variable_rate else ("variable_rate", "lmbda_scale")
+        config = {k: v for k, v in model_card(cfg.init)["config"].items() if k not in dropped} | config
     return {**config, "variable_rate": True} if cfg.variable_rate else config
 
 

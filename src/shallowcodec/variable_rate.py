@@ -18,8 +18,9 @@ h_s predicts μ, σ of the *ungained* y and does not see q, so they are mapped i
 domain exactly (γ·y ~ N(γμ, γσ) when y ~ N(μ, σ)), rather than asking h_s to guess q as in
 Cui et al.'s hyperprior; the decoder pays element-wise products only.
 
-Quality q ∈ [0, 6] ↔ λ(q) = 0.00125 · 2^q (quality.py). Between integers, gains are
-interpolated exponentially (Cui et al. Eq. 9: linear in log γ).
+Quality q ∈ [0, 6] ↔ λ(q) = λ₀ · r^q, the model's λ scale (quality.py; the paper's 0.00125 · 2^q
+unless the config's ``lmbda_scale`` says otherwise). Between integers, gains are interpolated
+exponentially (Cui et al. Eq. 9: linear in log γ); :func:`retable` moves trained gains to another scale.
 
 CompressAI's GainHyperpriorLatentCodec takes gains as inputs but neither holds nor
 interpolates them, and it hides the quantization step that mixed quantization and SGA need,
@@ -35,7 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from shallowcodec.entropy_parameters import ExactGains, exact_gains
-from shallowcodec.quality import LMBDAS, MAX_QUALITY
+from shallowcodec.quality import MAX_QUALITY, LmbdaScale
 
 
 class Gains(NamedTuple):
@@ -57,15 +58,21 @@ class GainUnits(nn.Module):
     Args:
         M: latent channels of y and z.
         reference: quality whose gains start at 1 (the λ the initial weights were trained for).
+        lmbda_scale: [λ₀, r] of λ(q) = λ₀ · r^q (quality.LmbdaScale; default the paper's).
+
+    Raises:
+        ValueError: a malformed ``lmbda_scale``.
     """
 
-    def __init__(self, M: int, reference: int = 3):
+    def __init__(self, M: int, reference: int = 3, lmbda_scale: tuple[float, float] | None = None):
         super().__init__()
-        log_gain = torch.tensor([0.5 * math.log(lm / LMBDAS[reference]) for lm in LMBDAS]).unsqueeze(1).repeat(1, M)
+        self.scale = LmbdaScale.of_config({"lmbda_scale": lmbda_scale})
+        lmbdas = self.scale.lmbdas()
+        log_gain = torch.tensor([0.5 * math.log(lm / lmbdas[reference]) for lm in lmbdas]).unsqueeze(1).repeat(1, M)
         self.log_y_gain = nn.Parameter(log_gain.clone())
         self.log_y_gain_inv = nn.Parameter(-log_gain)
-        self.log_z_gain = nn.Parameter(torch.zeros(len(LMBDAS), M))
-        self.log_z_gain_inv = nn.Parameter(torch.zeros(len(LMBDAS), M))
+        self.log_z_gain = nn.Parameter(torch.zeros(len(lmbdas), M))
+        self.log_z_gain_inv = nn.Parameter(torch.zeros(len(lmbdas), M))
 
     def forward(self, quality: Tensor) -> Gains:
         """Gains for qualities ``quality`` (B,) in [0, 6] (fractional values interpolate).
@@ -87,3 +94,17 @@ class GainUnits(nn.Module):
         log γ_y, γ_y, γ⁻¹_y, γ⁻¹_z, float64 (1, M, 1, 1) each (entropy_parameters.exact_gains)."""
         tables = {"y": self.log_y_gain, "y_inv": self.log_y_gain_inv, "z_inv": self.log_z_gain_inv}
         return exact_gains({k: v.detach().cpu().double().numpy() for k, v in tables.items()}, float(quality))
+
+
+def retable(log_gain: Tensor, old: LmbdaScale, new: LmbdaScale) -> Tensor:
+    """Trained log-gains (7, M) of a model with λ scale ``old``, moved to scale ``new``.
+
+    Row q of the result is the old model's log-gain at the old quality whose λ is λ_new(q),
+    linear in log γ as between integer qualities (Cui et al. Eq. 9), the end segments
+    extrapolated beyond q0..q6: a model so moved codes each new quality at about the rate the
+    old one had at that λ, and training at the new scale starts from there (train.py ``--init``).
+    """
+    pos = torch.tensor([old.quality_of(lm) for lm in new.lmbdas()], dtype=log_gain.dtype, device=log_gain.device)
+    low = pos.floor().clamp(0, MAX_QUALITY - 1).long()
+    t = (pos - low).unsqueeze(1)
+    return (1 - t) * log_gain[low] + t * log_gain[low + 1]

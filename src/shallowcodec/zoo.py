@@ -4,7 +4,8 @@ Architectures (paper Sec. 4): ``jpeg-like`` (ELIC g_a + JPEG-like g_s, k=18), ``
 (ELIC g_a + residual two-layer g_s), ``two-layer-nores`` (CNN g_a + two-layer g_s without the
 residual branch) and the ``mbt2018-mean`` baseline (CNN g_a + 4-layer g_s). Widths N (analysis
 channels) and M (latent channels) are arguments; the paper uses N=192, M=320. With
-``variable_rate=True`` a model carries gain units and covers qualities 0–6 (variable_rate.py);
+``variable_rate=True`` a model carries gain units and covers qualities 0–6 (variable_rate.py) at
+λ(q) = λ₀ · r^q, ``lmbda_scale`` = [λ₀, r] (default the paper's 0.00125 · 2^q; quality.py);
 otherwise it is a fixed-λ model (the paper's recipe). Each architecture embeds one
 variable-rate weights file.
 
@@ -30,6 +31,7 @@ from safetensors.torch import load, save
 from shallowcodec.atomic import atomic_write
 from shallowcodec.hyperprior import TABLE_NAMES, ShallowHyperprior
 from shallowcodec.model_files import DEFAULT_ARCHITECTURE, ModelNotFoundError, embedded_path, read_metadata, weights_id
+from shallowcodec.quality import PAPER_SCALE, LmbdaScale
 from shallowcodec.transforms import (
     CNNAnalysis,
     ELICAnalysis,
@@ -42,8 +44,11 @@ from shallowcodec.transforms import (
 from shallowcodec.variable_rate import GainUnits
 
 
-def _gain(M: int, variable_rate: bool) -> GainUnits | None:
-    return GainUnits(M) if variable_rate else None
+def _gain(M: int, variable_rate: bool, lmbda_scale: tuple[float, float] | None) -> GainUnits | None:
+    """Gain units of a variable-rate model with λ(q) = λ₀ · r^q, ``lmbda_scale`` = [λ₀, r] (None: the paper's)."""
+    if lmbda_scale is not None and not variable_rate:
+        raise ValueError("lmbda_scale applies to a variable-rate model")
+    return GainUnits(M, lmbda_scale=lmbda_scale) if variable_rate else None
 
 
 def _h_s(M: int, hyper_synthesis: str, hyper_kernel: int) -> HyperSynthesis:
@@ -54,32 +59,35 @@ def _h_s(M: int, hyper_synthesis: str, hyper_kernel: int) -> HyperSynthesis:
 
 
 def jpeg_like(N: int = 192, M: int = 320, kernel_size: int = 18, variable_rate: bool = False,
-              hyper_synthesis: str = "paper", hyper_kernel: int = 6) -> ShallowHyperprior:
+              hyper_synthesis: str = "paper", hyper_kernel: int = 6,
+              lmbda_scale: tuple[float, float] | None = None) -> ShallowHyperprior:
     """ELIC g_a + JPEG-like g_s (one ConvT, kernel ``kernel_size``, stride 16); h_s as in :func:`_h_s`."""
     return ShallowHyperprior(ELICAnalysis(N, M), JPEGLikeSynthesis(M, kernel_size), HyperAnalysis(M),
-                             _h_s(M, hyper_synthesis, hyper_kernel), M, _gain(M, variable_rate))
+                             _h_s(M, hyper_synthesis, hyper_kernel), M, _gain(M, variable_rate, lmbda_scale))
 
 
 def two_layer(N: int = 192, M: int = 320, hidden: int = 12, variable_rate: bool = False,
-              hyper_synthesis: str = "paper", hyper_kernel: int = 6) -> ShallowHyperprior:
+              hyper_synthesis: str = "paper", hyper_kernel: int = 6,
+              lmbda_scale: tuple[float, float] | None = None) -> ShallowHyperprior:
     """ELIC g_a + the proposed residual two-layer g_s (``hidden`` channels between the layers); h_s as in :func:`_h_s`."""
     return ShallowHyperprior(ELICAnalysis(N, M), TwoLayerSynthesis(M, hidden), HyperAnalysis(M),
-                             _h_s(M, hyper_synthesis, hyper_kernel), M, _gain(M, variable_rate))
+                             _h_s(M, hyper_synthesis, hyper_kernel), M, _gain(M, variable_rate, lmbda_scale))
 
 
 def two_layer_nores(N: int = 256, M: int = 320, hidden: int = 12, variable_rate: bool = False,
-                    hyper_synthesis: str = "paper", hyper_kernel: int = 6) -> ShallowHyperprior:
+                    hyper_synthesis: str = "paper", hyper_kernel: int = 6,
+                    lmbda_scale: tuple[float, float] | None = None) -> ShallowHyperprior:
     """CNN g_a (N=256 in the paper) + two-layer g_s without the residual branch (2·hidden channels); h_s as in
     :func:`_h_s`."""
     return ShallowHyperprior(CNNAnalysis(N, M), TwoLayerSynthesis(M, hidden, residual=False), HyperAnalysis(M),
-                             _h_s(M, hyper_synthesis, hyper_kernel), M, _gain(M, variable_rate))
+                             _h_s(M, hyper_synthesis, hyper_kernel), M, _gain(M, variable_rate, lmbda_scale))
 
 
 def mbt2018_mean(N: int = 192, M: int = 320, variable_rate: bool = False, hyper_synthesis: str = "paper",
-                 hyper_kernel: int = 6) -> ShallowHyperprior:
+                 hyper_kernel: int = 6, lmbda_scale: tuple[float, float] | None = None) -> ShallowHyperprior:
     """The mean-scale hyperprior baseline: CNN g_a + 4 × ConvT/IGDN g_s; h_s as in :func:`_h_s`."""
     return ShallowHyperprior(CNNAnalysis(N, M), MBT2018Synthesis(N, M), HyperAnalysis(M),
-                             _h_s(M, hyper_synthesis, hyper_kernel), M, _gain(M, variable_rate))
+                             _h_s(M, hyper_synthesis, hyper_kernel), M, _gain(M, variable_rate, lmbda_scale))
 
 
 ARCHITECTURES = {
@@ -122,6 +130,11 @@ class LoadedModel:
     def variable_rate(self) -> bool:
         """Whether the weights cover qualities 0–6 through gain units."""
         return self.model.variable_rate
+
+    @property
+    def scale(self) -> LmbdaScale:
+        """λ(q) of a variable-rate model (its config's ``lmbda_scale``); the paper's for a fixed-λ one."""
+        return self.model.gain.scale if self.model.gain is not None else PAPER_SCALE
 
 
 def save_weights(path: Path, model: ShallowHyperprior, architecture: str, config: dict,
