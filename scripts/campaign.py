@@ -31,9 +31,10 @@ the decay comes after 80 % of them; the crop phase and ``--status`` count from N
 Weights in the middle of the campaign are at the full learning rate, which costs R-D against
 an lr-decayed endpoint (mbt2018-mean at 4,441 campaign steps measured +9.1 % BD-rate against
 its decayed start). So a stretch ends with ``--snapshot``: each architecture's weights are
-branched off (``--init``, the campaign's checkpoint untouched) for ``SNAPSHOT_STEPS`` steps at
-lr 5e-5 into ``RUN/snapshot-<architecture>.safetensors``; those are what is evaluated
-(``shallowcodec eval --weights``) and, when better by ≥ 3 % BD-rate, embedded
+branched off (``--init``, the campaign's checkpoint untouched) for ``SNAPSHOT_STEPS`` steps
+(``--snapshot-steps``: more where the RUN folder will not survive, since the next stretch then
+restarts from the embedded branch) at lr 5e-5 into ``RUN/snapshot-<architecture>.safetensors``;
+those are what is evaluated (``shallowcodec eval --weights``) and, when better by ≥ 3 % BD-rate, embedded
 (``scripts/embed_weights.py``; benchmarks/README.md).
 """
 
@@ -95,13 +96,15 @@ def slice_argv(run: Path, architecture: str, data: Path, minutes: float, threads
             *(["--resume", str(ckpt)] if ckpt.exists() else [])]
 
 
-def snapshot_argv(run: Path, architecture: str, data: Path, threads: int, rate_weighting: float) -> list[str]:
-    """Trainer arguments of the lr-decayed evaluation branch of an architecture's campaign weights."""
+def snapshot_argv(run: Path, architecture: str, data: Path, threads: int, rate_weighting: float,
+                  steps: int = SNAPSHOT_STEPS) -> list[str]:
+    """Trainer arguments of the lr-decayed evaluation branch (``steps`` at lr 5e-5) of an architecture's
+    campaign weights."""
     weights = run / f"{architecture}.safetensors"
     crop = 128 if done_steps(run, architecture) < CROP_256_FROM else 256
     return [sys.executable, "-m", "shallowcodec.train", "--model", architecture, "--variable-rate",
             "--init", str(weights), "--data", str(data), "--out", str(run / f"snapshot-{architecture}.safetensors"),
-            "--steps", str(SNAPSHOT_STEPS), "--crop", str(crop), "--batch-size", "8", "--lr", "5e-5",
+            "--steps", str(steps), "--crop", str(crop), "--batch-size", "8", "--lr", "5e-5",
             "--quantizer", "mixed", *precision(), "--rate-weighting", f"{rate_weighting:g}",
             "--threads", str(threads), "--workers", "1", "--quiet", "--force"]
 
@@ -131,7 +134,9 @@ def main() -> None:
                         help="a new RUN folder continues a campaign whose folder was lost at step N of the plan")
     parser.add_argument("--status", action="store_true", help="print progress and exit")
     parser.add_argument("--snapshot", action="store_true",
-                        help=f"write the lr-decayed evaluation branch ({SNAPSHOT_STEPS} steps) of each trained architecture")
+                        help="write the lr-decayed evaluation branch of each trained architecture")
+    parser.add_argument("--snapshot-steps", type=int, default=SNAPSHOT_STEPS,
+                        help=f"steps of that branch (default {SNAPSHOT_STEPS})")
     args = parser.parse_args()
     if args.status:
         return status(args.run)
@@ -140,7 +145,8 @@ def main() -> None:
     if args.snapshot:
         for architecture in ARCHITECTURES:
             if (args.run / f"{architecture}.safetensors").exists():
-                argv = snapshot_argv(args.run, architecture, args.data, args.threads, args.rate_weighting)
+                argv = snapshot_argv(args.run, architecture, args.data, args.threads, args.rate_weighting,
+                                     args.snapshot_steps)
                 subprocess.run(argv, check=True)
         return None
     args.run.mkdir(parents=True, exist_ok=True)

@@ -36,6 +36,16 @@ def test_campaign_continued_at_a_step_plans_the_remainder(tmp_path, first, crop)
     assert "--resume" not in argv
 
 
+def test_campaign_snapshot_branches_off_the_campaign_weights_at_a_low_lr(tmp_path):
+    campaign = load_script("campaign")
+    shutil.copyfile(embedded_models()["two-layer"], tmp_path / "two-layer.safetensors")
+    for steps, argv in [(300, campaign.snapshot_argv(tmp_path, "two-layer", Path("photos"), 1, 0.5)),
+                        (900, campaign.snapshot_argv(tmp_path, "two-layer", Path("photos"), 1, 0.5, 900))]:
+        assert argv[argv.index("--steps") + 1] == str(steps) and argv[argv.index("--lr") + 1] == "5e-5"
+        assert argv[argv.index("--init") + 1] == str(tmp_path / "two-layer.safetensors")
+        assert argv[argv.index("--out") + 1] == str(tmp_path / "snapshot-two-layer.safetensors")
+
+
 def test_campaign_refuses_first_step_in_a_used_folder(tmp_path):
     (tmp_path / "start.json").write_text(json.dumps({"first_step": 100}))
     result = subprocess.run([sys.executable, str(SCRIPTS / "campaign.py"), "--run", str(tmp_path), "--data", str(tmp_path),
