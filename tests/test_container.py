@@ -242,6 +242,7 @@ def test_invalid_fields_with_valid_crc(data, message):
         ({"lmbda": float("inf")}, "lmbda"),
         ({"lmbda": float("nan")}, "lmbda"),
         ({"lmbda": 1e39}, "lmbda"),
+        ({"lmbda": 1e-46}, "lmbda"),  # positive, but 0 as float32: a file no decoder would accept
         ({"lmbda": "0.1"}, "lmbda"),
     ],
 )

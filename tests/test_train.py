@@ -388,6 +388,23 @@ def test_resume_from_a_foreign_file_or_another_config(train_folder, tmp_path, ca
     _fails(argv, capsys, "not a checkpoint of this --model, --config and rate mode")
 
 
+def test_resume_with_another_lmbda_scale_is_refused_and_old_checkpoints_still_resume(train_folder, tmp_path, capsys):
+    out = tmp_path / "wide.safetensors"
+    wide = '{"N": 8, "M": 16, "lmbda_scale": [0.0005, 2.5]}'
+    argv = _variable_rate(_argv(train_folder, out, steps=2))
+    argv[argv.index("--config") + 1] = wide
+    assert train.main(argv) == 0
+    ckpt = tmp_path / "wide.safetensors.ckpt"
+    paper = _variable_rate(_argv(train_folder, out, "--resume", str(ckpt), "--force", steps=4))
+    capsys.readouterr()
+    _fails(paper, capsys, "its model has the λ scale [0.0005, 2.5], this --config [0.00125, 2]")
+    state = torch.load(ckpt, weights_only=True)
+    del state["lmbda_scale"]  # as written before λ scales
+    torch.save(state, ckpt)
+    paper[paper.index("--config") + 1] = wide
+    assert train.main(paper) == 0 and model_files.model_card(out)["lmbdas"][0] == 0.0005
+
+
 def test_unreadable_training_image_is_skipped_by_name(train_folder, tmp_path, capsys):
     (train_folder / "bad.png").write_bytes((train_folder / "crop0.png").read_bytes()[:300])
     out = tmp_path / "w.safetensors"

@@ -147,10 +147,15 @@ def test_the_default_scale_is_the_papers():
     assert wide.quality_of(0.00125) == pytest.approx(1.0) and wide.quality_of(0.0002) == pytest.approx(-1.0)
 
 
-@pytest.mark.parametrize("bad", [[0.0, 2.0], [0.001, 1.0], [0.001], "wide", [0.001, True], [1e300, 1e100]])
+@pytest.mark.parametrize("bad", [[0.0, 2.0], [0.001, 1.0], [0.001], "wide", [0.001, True], [1e300, 1e100],
+                                 [1e-46, 1e7], [9e-6, 2.0], [0.001, 10**400], [float("nan"), 2.0]])
 def test_a_malformed_scale_is_refused(bad):
     with pytest.raises(ValueError, match="lmbda_scale must be"):
         LmbdaScale.of_config({"lmbda_scale": bad})
+
+
+def test_the_scale_bounds_are_inclusive():
+    assert LmbdaScale(1e-5, 2.0).lmbdas()[0] == 1e-5 and LmbdaScale(0.15625, 2.0)(6) == 10.0
 
 
 def test_retable_to_the_same_scale_changes_nothing_and_shifts_by_whole_qualities():
@@ -162,7 +167,7 @@ def test_retable_to_the_same_scale_changes_nothing_and_shifts_by_whole_qualities
 
 
 def test_init_from_another_scale_moves_the_gains(codec_factory, tmp_path):
-    from shallowcodec.checkpoint import copy_from
+    from shallowcodec.checkpoint import copy_from, copy_shared
 
     source = codec_factory("paper.safetensors", variable_rate=True).loaded
     model = shallowcodec.zoo.build("two-layer", N=8, M=16, variable_rate=True, lmbda_scale=WIDE)
@@ -170,6 +175,9 @@ def test_init_from_another_scale_moves_the_gains(codec_factory, tmp_path):
     expected = retable(source.model.gain.log_y_gain.detach(), LmbdaScale(), LmbdaScale(*WIDE))
     assert torch.allclose(model.gain.log_y_gain, expected)
     assert torch.equal(model.g_s.out.weight, source.model.g_s.out.weight)
+    jpeg_like = shallowcodec.zoo.build("jpeg-like", N=8, M=16, variable_rate=True, lmbda_scale=WIDE)
+    copy_shared(jpeg_like, source)  # --init-shared moves them as well
+    assert torch.allclose(jpeg_like.gain.log_y_gain, expected)
 
 
 def test_a_wide_scale_model_codes_its_own_lambda_and_the_numpy_decoder_agrees(codec_factory, photo_crop, tmp_path):

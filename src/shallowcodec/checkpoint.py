@@ -21,6 +21,7 @@ from shallowcodec.config import TrainConfig
 from shallowcodec.distributed import Process
 from shallowcodec.hyperprior import ShallowHyperprior
 from shallowcodec.model_files import model_card
+from shallowcodec.quality import LmbdaScale
 from shallowcodec.variable_rate import retable
 from shallowcodec.zoo import LoadedModel, load_weights, save_weights
 
@@ -62,6 +63,7 @@ def save_checkpoint(path: Path, model: ShallowHyperprior, optimizers: tuple, pro
         "model": model.state_dict(), "optimizer": optimizer.state_dict(), "aux_optimizer": aux_optimizer.state_dict(),
         "step": progress.step, "seconds": progress.seconds, "planned_steps": progress.planned, "hours": progress.hours,
         "args": json.dumps(asdict(cfg), default=str),
+        "lmbda_scale": [model.gain.scale.lmbda_min, model.gain.scale.ratio] if model.variable_rate else None,
     }
     atomic_write(path, lambda f: torch.save(state, f))
 
@@ -96,6 +98,10 @@ def restore(cfg: TrainConfig, model: ShallowHyperprior, optimizers: tuple,
     except (pickle.UnpicklingError, RuntimeError, KeyError, TypeError, ValueError, EOFError) as e:
         raise ValueError(f"cannot resume from {cfg.resume}: not a checkpoint of this --model, --config and "
                          f"rate mode ({str(e).strip().splitlines()[0][:120]})") from None
+    scale = state.get("lmbda_scale")  # absent from checkpoints written before λ scales: not checked
+    if scale is not None and model.variable_rate and LmbdaScale(*scale) != model.gain.scale:
+        raise ValueError(f"cannot resume from {cfg.resume}: its model has the λ scale {scale}, this --config "
+                         f"[{model.gain.scale.lmbda_min:g}, {model.gain.scale.ratio:g}] (give its lmbda_scale)")
     stored_args = json.loads(state["args"])
     init = cfg.init
     if init is None and stored_args.get("init") and Path(stored_args["init"]).is_file():
@@ -132,9 +138,14 @@ def copy_from(model: ShallowHyperprior, init: LoadedModel, architecture: str) ->
             if source[name].shape != param.shape:
                 raise ValueError(f"--init weights have other widths ({name}: {tuple(source[name].shape)})")
             param.copy_(source[name])
-        if init.variable_rate and init.model.gain.scale != model.gain.scale:
-            for name, param in model.gain.named_parameters():
-                param.copy_(retable(param, init.model.gain.scale, model.gain.scale))
+        _retable_gains(model, init)
+
+
+def _retable_gains(model: ShallowHyperprior, source: LoadedModel) -> None:
+    """Move the gains just copied from variable-rate ``source`` to the model's λ scale, where they differ."""
+    if source.variable_rate and model.variable_rate and source.model.gain.scale != model.gain.scale:
+        for param in model.gain.parameters():
+            param.copy_(retable(param, source.model.gain.scale, model.gain.scale))
 
 
 def copy_shared(model: ShallowHyperprior, source: LoadedModel) -> list[str]:
@@ -142,7 +153,8 @@ def copy_shared(model: ShallowHyperprior, source: LoadedModel) -> list[str]:
 
     jpeg-like and two-layer share g_a (ELIC), h_a, h_s, both priors and the gain units, so one
     starts the other with only its synthesis untrained; mbt2018-mean (CNN g_a) shares h_a, h_s,
-    the priors and the gains. Returns the names copied.
+    the priors and the gains (moved to the model's λ scale, as in :func:`copy_from`). Returns the
+    names copied.
 
     Raises:
         ValueError: the weights share no parameter outside g_s with the model (other widths).
@@ -154,6 +166,7 @@ def copy_shared(model: ShallowHyperprior, source: LoadedModel) -> list[str]:
             if not name.startswith("g_s.") and name in params and params[name].shape == param.shape:
                 param.copy_(params[name])
                 copied.append(name)
+        _retable_gains(model, source)
     if not copied:
         raise ValueError(f"--init-shared weights ({source.architecture}) share no parameter with this model")
     return copied

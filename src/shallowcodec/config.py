@@ -69,7 +69,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     rate.add_argument("--quality", type=int, choices=range(len(LMBDAS)),
                       help="fixed-λ model: quality index 0–6 stored in the weights (λ = 0.00125 · 2^q)")
     rate.add_argument("--variable-rate", action="store_true",
-                      help="one model for qualities 0–6 (gain units; λ drawn per image from the 7 values)")
+                      help="one model for qualities 0–6 (gain units; λ drawn per image from the model's 7 values, "
+                           "λ0·r^q with lmbda_scale [λ0, r] in --config, default the paper's [0.00125, 2])")
     p.add_argument("--lmbda", type=float, help="fixed-λ model: λ (default: the quality's λ)")
     p.add_argument("--rate-weighting", type=float, default=0.0, metavar="ALPHA",
                    help="variable rate: weight each image's loss by λ^-ALPHA (normalized over q0–6; 0: uniform, "
@@ -79,7 +80,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                    help="planned total steps (schedules use it); 0: fit it to --max-minutes after the first "
                         f"{FIT_AFTER} steps; --resume keeps the checkpoint's total")
     p.add_argument("--out", type=Path, required=True, help="weights file to write (.safetensors)")
-    p.add_argument("--config", default="{}", help='JSON widths, e.g. \'{"N": 96, "M": 192}\'')
+    p.add_argument("--config", default="{}",
+                   help='JSON builder arguments, e.g. \'{"N": 96, "M": 192}\' or \'{"lmbda_scale": [0.0005, 2.5]}\'; '
+                        'with --init they update the init weights\' config')
     p.add_argument("--crop", type=int, default=256, help="square crop side, a multiple of 64 (128 for cheap early phases)")
     p.add_argument("--batch-size", type=int, default=8, help="crops per step and process")
     p.add_argument("--max-side", type=int, default=512,

@@ -291,7 +291,7 @@ def _header_problem(header: Header) -> str | None:
     for field, value, low, high in ranges:
         if not _int_in(value, low, high):
             return f"{field} must be an integer in {low}..{high}, got {value!r}"
-    if not _is_float32(header.lmbda) or not header.lmbda > 0:
+    if not _is_float32(header.lmbda) or not _F32.unpack(_F32.pack(header.lmbda))[0] > 0:  # as stored
         return f"lmbda must be a positive finite float32 value, got {header.lmbda!r}"
     return None
 

@@ -24,8 +24,9 @@ LMBDAS = (0.00125, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08)
 MAX_QUALITY = len(LMBDAS) - 1
 #: Quality used when none is given: the middle of 0–6.
 DEFAULT_QUALITY = 3
-#: Largest λ a scale may reach (at q6): 10 is ~50 dB PSNR territory, 125× the paper's top.
-MAX_LMBDA = 10.0
+#: Range a scale's λ must stay in: 1e-5 is ~0.01 bpp territory (the paper's lowest is 0.00125),
+#: 10 is ~50 dB PSNR (125× the paper's top); outside it training diverges or λ underflows float32.
+MIN_LMBDA, MAX_LMBDA = 1e-5, 10.0
 
 
 @dataclass(frozen=True)
@@ -35,17 +36,18 @@ class LmbdaScale:
     The default is the paper's scale (0.00125 · 2^q: 0.00125 at q0 to 0.08 at q6).
 
     Raises:
-        ValueError: λ₀ not positive, ratio not above 1, or λ(6) above :data:`MAX_LMBDA` (checked on construction).
+        ValueError: λ₀ below :data:`MIN_LMBDA`, ratio not above 1, or λ(6) above :data:`MAX_LMBDA` (checked
+            on construction).
     """
 
     lmbda_min: float = LMBDAS[0]
     ratio: float = 2.0
 
     def __post_init__(self):
-        ok = self.lmbda_min > 0 and self.ratio > 1  # False for NaN
+        ok = self.lmbda_min >= MIN_LMBDA and self.ratio > 1  # False for NaN
         if not (ok and math.log(self.lmbda_min) + MAX_QUALITY * math.log(self.ratio) <= math.log(MAX_LMBDA)):
-            raise ValueError(f"lmbda_scale must be [λ0 > 0, ratio > 1] with λ(6) ≤ {MAX_LMBDA:g}, "
-                             f"got [{self.lmbda_min}, {self.ratio}]")
+            raise ValueError(f"lmbda_scale must be [λ0 ≥ {MIN_LMBDA:g}, ratio > 1] with λ(6) ≤ {MAX_LMBDA:g}, "
+                             f"got [{self.lmbda_min:g}, {self.ratio:g}]")
 
     @classmethod
     def of_config(cls, config: dict) -> LmbdaScale:
@@ -60,7 +62,10 @@ class LmbdaScale:
         if not (isinstance(value, (list, tuple)) and len(value) == 2
                 and all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in value)):
             raise ValueError(f"lmbda_scale must be [λ0, ratio], got {value!r}")
-        return cls(float(value[0]), float(value[1]))
+        try:
+            return cls(float(value[0]), float(value[1]))
+        except OverflowError:  # an integer too large for a float
+            raise ValueError(f"lmbda_scale must be [λ0, ratio] of float range, got {str(value)[:40]}…") from None
 
     def __call__(self, quality):
         """λ(q) for a float or a tensor of qualities (same type back)."""
