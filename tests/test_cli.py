@@ -22,6 +22,8 @@ from shallowcodec import codec, container, evaluation, images, quality
 from shallowcodec.images import tensor_to_image
 
 PHOTO = "eval03_sail.png"
+#: The embedded models' λ scale (stop 20): λ(q) = 0.0005 · 2.5^q.
+EMBEDDED_SCALE = quality.LmbdaScale(0.0005, 2.5)
 
 
 def cli(*args, cwd=None) -> subprocess.CompletedProcess:
@@ -82,7 +84,7 @@ def test_info_json(compressed, sail):
     assert info["header_bytes"] == container.header_size("two-layer")
     header = container.unpack(out.read_bytes()).header
     assert info["weights_id"] == f"{header.weights_id:08x}"
-    assert info["lmbda"] == pytest.approx(quality.LMBDAS[3], rel=1e-6)
+    assert info["lmbda"] == pytest.approx(EMBEDDED_SCALE(3), rel=1e-6)
 
 
 def test_decompress_refuses_existing_output_then_force_overwrites(compressed, work, sail, capsys):
@@ -160,7 +162,7 @@ def test_models_json(capsys):
     assert {"two-layer", "jpeg-like"} <= set(table)
     for arch, card in table.items():
         assert card["default_quality"] == 3 and card["variable_rate"]
-        assert card["qualities"] == list(range(7)) and card["lmbdas"] == list(quality.LMBDAS)
+        assert card["qualities"] == list(range(7)) and card["lmbdas"] == EMBEDDED_SCALE.lmbdas()
         assert card["core_hours"] > 3 and card["gpu_minutes"] >= 0 and card["total_steps"] > 10_000  # the budget
     assert cli_main.main(["models"]) == 0
     out = capsys.readouterr().out
@@ -185,7 +187,7 @@ def test_rgba_input_with_jpeg_like_quality_1(work, photo_crop, capsys):
     assert (fields["model"], fields["quality"]) == ("jpeg-like", 1)
     assert (fields["height"], fields["width"]) == (128, 192)
     assert fields["bytes"] == os.path.getsize(out)
-    assert fields["lmbda"] == pytest.approx(quality.LMBDAS[1], rel=1e-6)
+    assert fields["lmbda"] == pytest.approx(EMBEDDED_SCALE(1), rel=1e-6) == 0.00125
     # and it decodes (in-process) to the crop's size with a sane quality
     decoded = codec.load("jpeg-like", 1).decompress_tensor(out.read_bytes())
     assert decoded.shape == (3, 128, 192)

@@ -113,11 +113,11 @@ def test_sga_refines_a_variable_rate_model(vr_codec, photo_crop):
     assert torch.isfinite(y_hat).all()
 
 
-def test_embedded_quality_0_and_6_rates_are_at_least_5x_apart(photo_crop):
-    """Done criterion of the variable-rate issue, on a real photo (eval03_sail, 768×512)."""
+def test_embedded_quality_0_and_6_rates_are_at_least_6x_apart(photo_crop):
+    """Issue 9's span target, on a real photo (eval03_sail, 768×512; 15.3× at the λ scale 0.0005 · 2.5^q)."""
     x = photo_crop(512, 768)
     bpp = {q: 8 * len(shallowcodec.load("two-layer", q).compress(x)) / (512 * 768) for q in (0, 6)}
-    assert bpp[6] >= 5 * bpp[0], bpp
+    assert bpp[6] >= 6 * bpp[0], bpp
 
 
 def test_embedded_files_decode_at_a_fractional_quality(photo_crop):
