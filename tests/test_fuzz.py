@@ -32,10 +32,12 @@ def crop_file(photos24):
 
 
 def test_mutated_files_decode_or_fail_with_one_line(seeds):
-    rng = random.Random(12)
-    outcomes = [fuzz.outcome(fuzz.decode, fuzz.mutate(rng.choice(seeds), rng, seeds)) for _ in range(MUTATIONS)]
+    # ~1 % of mutated files decode (benchmarks/fuzz.py: 1.4 %; 8 of these 1,000): 300 draws saw none
+    # with stop 20's weights; 1,000 leave well under a 0.1 % chance of none, at ~3 ms per decode.
+    rng, n = random.Random(12), 1000
+    outcomes = [fuzz.outcome(fuzz.decode, fuzz.mutate(rng.choice(seeds), rng, seeds)) for _ in range(n)]
     errors = sum(o.startswith("error") for o in outcomes)
-    assert 0 < errors < MUTATIONS  # both kinds occur: the mutations reach the decoder
+    assert 0 < errors < n  # both kinds occur: the mutations reach the decoder
 
 
 def test_mutated_files_give_the_same_latents_in_the_torch_free_and_the_torch_decoder(seeds):
