@@ -291,7 +291,7 @@ def _header_problem(header: Header) -> str | None:
     for field, value, low, high in ranges:
         if not _int_in(value, low, high):
             return f"{field} must be an integer in {low}..{high}, got {value!r}"
-    if not _is_float32(header.lmbda) or not _F32.unpack(_F32.pack(header.lmbda))[0] > 0:  # as stored
+    if not _is_positive_float32(header.lmbda):
         return f"lmbda must be a positive finite float32 value, got {header.lmbda!r}"
     return None
 
@@ -304,9 +304,10 @@ def _int_in(value: object, low: int, high: int) -> bool:
         return False
 
 
-def _is_float32(value: object) -> bool:
-    """Whether value is a real number that is finite once rounded to float32."""
+def _is_positive_float32(value: object) -> bool:
+    """Whether value is a real number that is finite and positive once rounded to float32 (as stored)."""
     try:
-        return math.isfinite(_F32.unpack(_F32.pack(value))[0])
+        stored = _F32.unpack(_F32.pack(value))[0]
     except (struct.error, OverflowError, TypeError):
         return False
+    return math.isfinite(stored) and stored > 0

@@ -40,7 +40,7 @@ from shallowcodec.entropy_parameters import (
 )
 from shallowcodec.layers import ConvTranspose2d, InverseGDN
 from shallowcodec.model_files import ModelNotFoundError, embedded_path, weights_id
-from shallowcodec.quality import MAX_QUALITY, PAPER_SCALE, LmbdaScale
+from shallowcodec.quality import MAX_QUALITY, LmbdaScale
 from shallowcodec.tiling import SYNTHESIS_MARGIN, tiled
 
 #: Core size of a g_s tile, in latents: 64 (1024 pixels) decodes a 768×512 photo as one tile, whose
@@ -51,7 +51,7 @@ HYPER_SYNTHESIS_STRIDES = {"paper": (2, 2, 1), "cheap": (4,)}
 
 
 def check_header(header: Header, architecture: str, quality: float | None, lmbda: float | None, weights: int,
-                 scale: LmbdaScale = PAPER_SCALE) -> None:
+                 scale: LmbdaScale) -> None:
     """Refuse a file that these weights cannot decode (shared by this decoder and codec.Codec).
 
     Args:

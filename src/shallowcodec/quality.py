@@ -56,7 +56,15 @@ class LmbdaScale:
         Raises:
             ValueError: a malformed ``lmbda_scale``.
         """
-        value = config.get("lmbda_scale")
+        return cls.parse(config.get("lmbda_scale"))
+
+    @classmethod
+    def parse(cls, value) -> LmbdaScale:
+        """The scale of a ``lmbda_scale`` value [λ₀, r] (from JSON); the paper's for None.
+
+        Raises:
+            ValueError: anything else than two real numbers in range.
+        """
         if value is None:
             return cls()
         if not (isinstance(value, (list, tuple)) and len(value) == 2

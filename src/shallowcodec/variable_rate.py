@@ -66,7 +66,7 @@ class GainUnits(nn.Module):
 
     def __init__(self, M: int, reference: int = 3, lmbda_scale: tuple[float, float] | None = None):
         super().__init__()
-        self.scale = LmbdaScale.of_config({"lmbda_scale": lmbda_scale})
+        self.scale = LmbdaScale.parse(lmbda_scale)
         lmbdas = self.scale.lmbdas()
         log_gain = torch.tensor([0.5 * math.log(lm / lmbdas[reference]) for lm in lmbdas]).unsqueeze(1).repeat(1, M)
         self.log_y_gain = nn.Parameter(log_gain.clone())
