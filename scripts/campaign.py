@@ -26,7 +26,9 @@ appends one JSON line per slice to ``RUN/log.jsonl``.
 A campaign whose RUN folder (checkpoints and Adam state) was lost continues in a new one from the
 embedded weights with ``--first-step N`` (kept in ``RUN/start.json``): its trainer plans the
 remaining ``PLANNED_STEPS - N`` steps, so the fresh optimizer gets the warm-up's 2 % of them and
-the decay comes after 80 % of them; the crop phase and ``--status`` count from N.
+the decay comes after 80 % of them; the crop phase and ``--status`` count from N. With
+``--lmbda-scale L0 R`` too, that folder moves every model to the λ scale λ(q) = L0·R^q (its first
+slice's ``--init`` re-tables the gains; quality.py), e.g. to widen the span of file sizes q0–q6.
 
 Weights in the middle of the campaign are at the full learning rate, which costs R-D against
 an lr-decayed endpoint (mbt2018-mean at 4,441 campaign steps measured +9.1 % BD-rate against
@@ -48,18 +50,24 @@ import time
 from pathlib import Path
 
 from shallowcodec.model_files import embedded_models, model_card
+from shallowcodec.quality import LmbdaScale
 from shallowcodec.train import cpu_has_native_bf16
 
-PLANNED_STEPS = 30_000
+PLANNED_STEPS = 56_000  # ≈ 12 core-hours per architecture at 256² on this CPU (the issue's fallback budget)
 CROP_256_FROM = 20_000
 SNAPSHOT_STEPS = 300
 ARCHITECTURES = ("two-layer", "jpeg-like", "mbt2018-mean")
 
 
+def start_record(run: Path) -> dict:
+    """The RUN folder's ``start.json`` (``first_step``, optional ``lmbda_scale``); empty for a new campaign."""
+    path = run / "start.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def first_step(run: Path) -> int:
     """The campaign step at which this RUN folder started (``--first-step``; 0 for a new campaign)."""
-    start = run / "start.json"
-    return json.loads(start.read_text())["first_step"] if start.exists() else 0
+    return start_record(run).get("first_step", 0)
 
 
 def done_steps(run: Path, architecture: str) -> int:
@@ -87,6 +95,8 @@ def slice_argv(run: Path, architecture: str, data: Path, minutes: float, threads
     ckpt = Path(f"{out}.ckpt")
     crop = 128 if done_steps(run, architecture) < CROP_256_FROM else 256
     config = {k: v for k, v in model_card(init)["config"].items() if k != "variable_rate"}
+    if "lmbda_scale" in start_record(run):
+        config["lmbda_scale"] = start_record(run)["lmbda_scale"]
     return [sys.executable, "-m", "shallowcodec.train", "--model", architecture, "--variable-rate",
             "--init", str(init), "--data", str(data), "--out", str(out), "--config", json.dumps(config),
             "--steps", str(PLANNED_STEPS - first_step(run)), "--crop", str(crop), "--batch-size", "8", "--lr", "5e-4",
@@ -132,6 +142,8 @@ def main() -> None:
                         help="the trainer's --rate-weighting (per-image loss weight λ^-ALPHA)")
     parser.add_argument("--first-step", type=int, metavar="N",
                         help="a new RUN folder continues a campaign whose folder was lost at step N of the plan")
+    parser.add_argument("--lmbda-scale", type=float, nargs=2, metavar=("L0", "R"),
+                        help="with --first-step: move every model to the λ scale λ(q) = L0·R^q")
     parser.add_argument("--status", action="store_true", help="print progress and exit")
     parser.add_argument("--snapshot", action="store_true",
                         help="write the lr-decayed evaluation branch of each trained architecture")
@@ -155,7 +167,16 @@ def main() -> None:
             parser.error(f"--first-step starts a new campaign folder; {args.run} already has one")
         if not 0 <= args.first_step < PLANNED_STEPS:
             parser.error(f"--first-step must be in 0–{PLANNED_STEPS - 1}")
-        (args.run / "start.json").write_text(json.dumps({"first_step": args.first_step}) + "\n")
+        begin = {"first_step": args.first_step}
+        if args.lmbda_scale is not None:
+            try:
+                LmbdaScale.parse(args.lmbda_scale)
+            except ValueError as error:
+                parser.error(str(error))
+            begin["lmbda_scale"] = args.lmbda_scale
+        (args.run / "start.json").write_text(json.dumps(begin) + "\n")
+    elif args.lmbda_scale is not None:
+        parser.error("--lmbda-scale starts a new campaign folder: give --first-step too")
     for architecture, path in embedded_models().items():
         init = args.run / f"init-{architecture}.safetensors"
         if architecture in ARCHITECTURES and not init.exists():

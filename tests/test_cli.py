@@ -156,6 +156,31 @@ def test_bad_option_exit_2(work, capsys):
     assert exit_info.value.code == 2
 
 
+def test_own_weights_compress_and_decompress(work, photo_crop, codec_factory, tmp_path, capsys):
+    """A trained weights file (here a tiny variable-rate one) encodes and decodes with --weights;
+    the embedded decoder refuses its file, and --weights with --model is a usage error."""
+    own = codec_factory("own.safetensors", variable_rate=True, quality=2)
+    photo, sdc, png = work / "own.png", work / "own.sdc", work / "own-decoded.png"
+    images.tensor_to_image(photo_crop(64, 96)).save(photo)
+    weights = str(tmp_path / "own.safetensors")
+    assert cli_main.main(["compress", str(photo), "-o", str(sdc), "--weights", weights, "--quality", "2"]) == 0
+    assert container.unpack(sdc.read_bytes()).header.weights_id == own.loaded.weights_id
+    assert cli_main.main(["decompress", str(sdc), "-o", str(png), "--weights", weights]) == 0
+    decoded, _ = images.read_image(png)
+    assert torch.equal(decoded, own.decompress_tensor(sdc.read_bytes()))
+    capsys.readouterr()
+    assert cli_main.main(["decompress", str(sdc), "-o", str(work / "never.png")]) == 1
+    assert "other two-layer weights" in capsys.readouterr().err and not (work / "never.png").exists()
+    assert cli_main.main(["compress", str(photo), "-o", str(work / "x.sdc"), "--weights", weights,
+                          "--model", "jpeg-like"]) == 1
+    assert "not both" in capsys.readouterr().err
+    bad = work / "bad.safetensors"
+    bad.write_bytes(b"not safetensors")
+    assert cli_main.main(["decompress", str(sdc), "-o", str(work / "never.png"), "--weights", str(bad)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot load weights" in err[0] and "Error(" not in err[0]
+
+
 def test_models_json(capsys):
     assert cli_main.main(["models", "--json"]) == 0
     table = json.loads(capsys.readouterr().out)

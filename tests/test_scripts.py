@@ -53,6 +53,25 @@ def test_campaign_refuses_first_step_in_a_used_folder(tmp_path):
     assert result.returncode == 2 and "already has one" in result.stderr
 
 
+def test_campaign_moves_a_new_folder_to_another_lmbda_scale(tmp_path):
+    campaign = load_script("campaign")
+    shutil.copyfile(embedded_models()["two-layer"], tmp_path / "init-two-layer.safetensors")
+    (tmp_path / "start.json").write_text(json.dumps({"first_step": 27_782, "lmbda_scale": [0.00042, 2.65]}))
+    argv = campaign.slice_argv(tmp_path, "two-layer", Path("photos"), 15, 1, 0.5)
+    config = json.loads(argv[argv.index("--config") + 1])
+    assert config["lmbda_scale"] == [0.00042, 2.65]
+    assert config["N"] == model_card(tmp_path / "init-two-layer.safetensors")["config"]["N"]
+
+
+@pytest.mark.parametrize("extra, message", [(["--first-step", "100", "--lmbda-scale", "0", "2"], "lmbda_scale must be"),
+                                            (["--lmbda-scale", "0.001", "2"], "give --first-step too")])
+def test_campaign_refuses_a_bad_or_misplaced_lmbda_scale(tmp_path, extra, message):
+    result = subprocess.run([sys.executable, str(SCRIPTS / "campaign.py"), "--run", str(tmp_path / "run"),
+                             "--data", str(tmp_path), *extra], capture_output=True, text=True)
+    assert result.returncode == 2 and message in result.stderr
+    assert not (tmp_path / "run" / "start.json").exists()
+
+
 def test_burst_photos_are_packed_as_the_trainer_caches_them(tmp_path):
     burst = load_script("gpu_burst")
     data = tmp_path / "data"

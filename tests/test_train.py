@@ -505,6 +505,16 @@ def test_rate_weighting_is_recorded_and_needs_variable_rate(train_folder, tmp_pa
     assert _facts(out)["rate_weighting"] == 0.5
 
 
+def test_train_qualities_restrict_variable_rate_training(train_folder, tmp_path, capsys, restore_threads):
+    out = tmp_path / "vr.safetensors"
+    assert train.main(_argv(train_folder, out, "--train-qualities", "1", steps=2)) == 1
+    assert "--train-qualities applies to --variable-rate training" in capsys.readouterr().err and not out.exists()
+    assert train.main(_variable_rate(_argv(train_folder, out, "--train-qualities", "5", "1", "1", steps=2))) == 0
+    assert _facts(out)["train_qualities"] == [1, 5]
+    quality, lmbda = train.sample_qualities(256, torch.Generator().manual_seed(0), qualities=(1, 5))
+    assert set(quality.tolist()) == {1.0, 5.0} and torch.allclose(lmbda, 0.00125 * 2.0**quality)
+
+
 def test_init_shared_starts_all_but_g_s_from_another_architecture(tmp_path):
     """jpeg-like from two-layer weights: g_a, h_a, h_s, priors and gains copied, g_s untouched."""
     from shallowcodec.checkpoint import copy_shared

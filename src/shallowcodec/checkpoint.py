@@ -203,7 +203,7 @@ def save_trained_weights(cfg: TrainConfig, proc: Process, model: ShallowHyperpri
     save_weights(Path(cfg.out), model, cfg.model, config, cfg.quality, cfg.lmbda,
                  steps=progress.step, planned_steps=progress.planned, train_seconds=round(progress.seconds, 1),
                  crop=cfg.crop, batch_size=cfg.batch_size, quantizer=cfg.quantizer, lr=cfg.lr, bf16=cfg.bf16,
-                 rate_weighting=cfg.rate_weighting,
+                 rate_weighting=cfg.rate_weighting, **({"train_qualities": list(cfg.train_qualities)} if cfg.train_qualities else {}),
                  init=Path(cfg.init).name if cfg.init else None, world_size=proc.world_size,
                  device=proc.device.type, threads=torch.get_num_threads(),
                  total_steps=prior["total_steps"] + progress.step,

@@ -120,13 +120,16 @@ def refuse_same_file(input_path: Path, output: Path) -> None:
 
 
 def cmd_compress(args: argparse.Namespace) -> None:
+    if args.weights and args.model:
+        raise CLIError("give --model (an embedded model) or --weights (a weights file), not both")
     check_paths(args)
     x, notice = read_image(*image_source(args.input), check_size=lambda h, w: check_size(h, w, ImageError))
     if notice:
         print(f"note: {notice}", file=sys.stderr)
     from shallowcodec.codec import load
 
-    codec = load(args.model, args.quality)
+    codec = (weights_codec(args.weights, args.quality) if args.weights
+             else load(args.model or DEFAULT_ARCHITECTURE, args.quality))
     data = codec.compress(x, sga_steps=args.sga_steps, sga_seconds=args.sga_seconds, seed=args.seed,
                           progress=sys.stderr.isatty())
     write_result(args.output, data, force=args.force)
@@ -141,9 +144,37 @@ def cmd_decompress(args: argparse.Namespace) -> None:
     if fmt in LOSSY_FORMATS:
         print(f"note: writing {fmt} adds a second lossy step to the decoded image (use .png to keep it exactly)",
               file=sys.stderr)
-    image = decode_file(read_input(args.input))
+    data = read_input(args.input)
+    image = decode_with(args.weights, data) if args.weights else decode_file(data)
     write_result(args.output, encode_image(image, fmt), force=args.force)
     print(f"{output_name(args.output)}: {image.width}x{image.height}", file=status_stream(args.output))
+
+
+def weights_codec(path: Path, quality: float | None):
+    """A :class:`codec.Codec` of a weights file (e.g. from ``shallowcodec train``) at ``quality``.
+
+    Raises:
+        ModelNotFoundError: the file cannot be loaded as weights, or the quality is not one it serves.
+    """
+    from shallowcodec.codec import Codec
+    from shallowcodec.zoo import load_weights
+
+    loaded = load_weights(path)
+    try:
+        return Codec(loaded, quality)
+    except ValueError as e:
+        raise ModelNotFoundError(f"weights {path}: {e}") from None
+
+
+def decode_with(path: Path, data: bytes):
+    """Decode a ``.sdc`` file with the weights file ``path`` (torch-free decoder.Decoder) to a PIL image.
+
+    Raises:
+        ModelNotFoundError: unreadable weights; ContainerError: a file these weights did not encode.
+    """
+    from shallowcodec.decoder import Decoder
+
+    return Image.fromarray(Decoder(path).decode(unpack(data)), "RGB")
 
 
 def check_paths(args: argparse.Namespace) -> None:
@@ -509,9 +540,11 @@ def define_compress(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", type=Path, help="PNG, JPEG, WebP, BMP or TIFF image; - for stdin")
     p.add_argument("-o", "--output", type=Path, required=True, help="the .sdc file to write; - for stdout")
     add_model_arguments(p, embedded_names())
+    p.add_argument("--weights", type=Path, help="encode with this weights file (shallowcodec train --out) "
+                                               "instead of an embedded --model; decode with the same --weights")
     add_sga_arguments(p)
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
-    p.set_defaults(func=cmd_compress)
+    p.set_defaults(func=cmd_compress, model=None)  # None: not given (the default model unless --weights)
 
 
 def define_decompress(p: argparse.ArgumentParser) -> None:
@@ -519,6 +552,8 @@ def define_decompress(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", type=Path, required=True,
                    help="image to write; format from the suffix (.png, .bmp, .tif, ...), PNG if unknown; "
                         "- for PNG on stdout")
+    p.add_argument("--weights", type=Path, help="the weights file the image was compressed with "
+                                               "(compress --weights); default: the embedded model the file names")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.set_defaults(func=cmd_decompress)
 

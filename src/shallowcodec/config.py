@@ -37,6 +37,7 @@ class TrainConfig:
     quality: int | None = None
     variable_rate: bool = False
     rate_weighting: float = 0.0
+    train_qualities: tuple[int, ...] | None = None
     lmbda: float | None = None
     config: str = "{}"
     crop: int = 256
@@ -75,6 +76,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--rate-weighting", type=float, default=0.0, metavar="ALPHA",
                    help="variable rate: weight each image's loss by λ^-ALPHA (normalized over q0–6; 0: uniform, "
                         "0.5: about the same loss scale at every quality)")
+    p.add_argument("--train-qualities", type=int, nargs="+", choices=range(len(LMBDAS)), metavar="Q",
+                   help="variable rate: draw only these qualities (default all 0–6; one quality fine-tunes the model "
+                        "as a fixed-λ model would be, e.g. to compare the two at equal steps)")
     p.add_argument("--data", type=Path, required=True, help="folder of training images")
     p.add_argument("--steps", type=int, required=True,
                    help="planned total steps (schedules use it); 0: fit it to --max-minutes after the first "
@@ -126,8 +130,12 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         raise ValueError("--rate-weighting applies to --variable-rate training")
     if not 0 <= args.rate_weighting <= 2:
         raise ValueError(f"--rate-weighting must be in [0, 2], got {args.rate_weighting}")
+    if args.train_qualities and not args.variable_rate:
+        raise ValueError("--train-qualities applies to --variable-rate training (a fixed-λ model has --quality)")
     lmbda = LMBDAS[args.quality] if args.lmbda is None and not args.variable_rate else args.lmbda
-    cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)} | {"lmbda": lmbda})
+    qualities = tuple(sorted(set(args.train_qualities))) if args.train_qualities else None
+    cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)}
+                      | {"lmbda": lmbda, "train_qualities": qualities})
     _check_values(cfg)
     check_out_path(cfg)
     return cfg

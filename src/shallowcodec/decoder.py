@@ -80,6 +80,15 @@ def check_header(header: Header, architecture: str, quality: float | None, lmbda
     check_size(header.height, header.width, ContainerError)
 
 
+def _reason(error: Exception) -> str:
+    """One line of why a weights file did not load (a missing tensor or entry is named, not repr'd)."""
+    if isinstance(error, KeyError):
+        return f"it lacks {error.args[0]!r} (not a shallowcodec weights file, or an older one)"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
 class Decoder:
     """The decoding half of a trained model (h_s, g_s, gains, entropy tables), in numpy.
 
@@ -107,7 +116,7 @@ class Decoder:
             self.scale = LmbdaScale.of_config(self.config)
             self._load(tensors)
         except (OSError, SafetensorError, KeyError, ValueError, TypeError) as e:
-            raise ModelNotFoundError(f"cannot load weights {path}: {e!r}") from None
+            raise ModelNotFoundError(f"cannot load weights {path}: {_reason(e)}") from None
 
     def _load(self, t: dict[str, np.ndarray]) -> None:
         """Decoder state from the file's tensors (names as in zoo.save_weights)."""

@@ -99,13 +99,15 @@ def lmbda_at(step: int, steps: int, lmbda: float | Tensor, from_scratch: bool = 
 
 
 def sample_qualities(batch: int, generator: torch.Generator | None = None,
-                     scale: LmbdaScale = PAPER_SCALE) -> tuple[Tensor, Tensor]:
-    """Variable-rate training: one integer quality per image, uniform over 0–6, and its λ.
+                     scale: LmbdaScale = PAPER_SCALE, qualities: tuple[int, ...] | None = None) -> tuple[Tensor, Tensor]:
+    """Variable-rate training: one integer quality per image, uniform over 0–6 (or over
+    ``qualities``, e.g. one quality for a fixed-λ fine-tune of a variable-rate model), and its λ.
 
     Returns:
         (quality (B,) float, λ (B,)), λ = λ₀ · r^quality of the model's λ ``scale``.
     """
-    quality = torch.randint(0, MAX_QUALITY + 1, (batch,), generator=generator).float()
+    drawn = torch.tensor(qualities or range(MAX_QUALITY + 1), dtype=torch.float32)
+    quality = drawn[torch.randint(0, len(drawn), (batch,), generator=generator)]
     return quality, scale(quality)
 
 
@@ -176,7 +178,7 @@ def train_step(net: torch.nn.Module, model: ShallowHyperprior, optimizers: tuple
     optimizer, aux_optimizer = optimizers
     for group in optimizer.param_groups:
         group["lr"] = lr_at(step, planned, cfg.lr)
-    quality, lmbda = sample_qualities(len(x), scale=model.gain.scale) if cfg.variable_rate else (None, cfg.lmbda)
+    quality, lmbda = sample_qualities(len(x), scale=model.gain.scale, qualities=cfg.train_qualities) if cfg.variable_rate else (None, cfg.lmbda)
     if cfg.variable_rate:
         quality, lmbda = quality.to(x.device), lmbda.to(x.device)
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
