@@ -18,7 +18,7 @@ trains the two with the fewest at once), each slice a ``shallowcodec train --res
 * variable rate, mixed quantization, lr 5e-4, ``--threads`` torch threads, one loader worker;
 * bfloat16 autocast (``--bf16``: 1.5× the steps/s of fp32 on a CPU with AVX512-BF16, the same
   R-D after 1,500 steps from the same weights; benchmarks/README.md "Training speed") where the
-  CPU has native bfloat16, else fp32; ``--rate-weighting`` as given (0: uniform over the qualities).
+  CPU has native bfloat16, else fp32; ``--rate-weighting`` 1.0 unless given (0: uniform over the qualities).
 
 A slice writes ``RUN/<architecture>.safetensors`` (fp16, cumulative steps and core-hours) and
 appends one JSON line per slice to ``RUN/log.jsonl``.
@@ -138,15 +138,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--parallel", type=int, default=1, choices=range(1, len(ARCHITECTURES) + 1),
                         help="slices trained at once, each its own process (2 on 2 cores: 2.6× fp32 1×1)")
-    parser.add_argument("--rate-weighting", type=float, default=0.0, metavar="ALPHA",
-                        help="the trainer's --rate-weighting (per-image loss weight λ^-ALPHA)")
+    parser.add_argument("--rate-weighting", type=float, default=1.0, metavar="ALPHA",
+                        help="the trainer's --rate-weighting (per-image loss weight λ^-ALPHA; default 1.0, "
+                             "the campaign's since stretch 8; 0: uniform)")
     parser.add_argument("--first-step", type=int, metavar="N",
                         help="a new RUN folder continues a campaign whose folder was lost at step N of the plan")
     parser.add_argument("--lmbda-scale", type=float, nargs=2, metavar=("L0", "R"),
                         help="with --first-step: move every model to the λ scale λ(q) = L0·R^q")
     parser.add_argument("--status", action="store_true", help="print progress and exit")
     parser.add_argument("--snapshot", action="store_true",
-                        help="write the lr-decayed evaluation branch of each trained architecture")
+                        help="write the lr-decayed evaluation branch of each trained architecture "
+                             "(--parallel of them at once)")
     parser.add_argument("--snapshot-steps", type=int, default=SNAPSHOT_STEPS,
                         help=f"steps of that branch (default {SNAPSHOT_STEPS})")
     args = parser.parse_args()
@@ -155,11 +157,12 @@ def main() -> None:
     if args.data is None:
         parser.error("--data is required to train")
     if args.snapshot:
-        for architecture in ARCHITECTURES:
-            if (args.run / f"{architecture}.safetensors").exists():
-                argv = snapshot_argv(args.run, architecture, args.data, args.threads, args.rate_weighting,
-                                     args.snapshot_steps)
-                subprocess.run(argv, check=True)
+        trained = [a for a in ARCHITECTURES if (args.run / f"{a}.safetensors").exists()]
+        for i in range(0, len(trained), args.parallel):
+            branches = [subprocess.Popen(snapshot_argv(args.run, a, args.data, args.threads, args.rate_weighting,
+                                                       args.snapshot_steps)) for a in trained[i:i + args.parallel]]
+            if any([p.wait() for p in branches]):
+                sys.exit("campaign: a snapshot branch failed")
         return None
     args.run.mkdir(parents=True, exist_ok=True)
     if args.first_step is not None:

@@ -14,7 +14,7 @@ lacks). It prints the one command to give the device tool, with ``carry: [".burs
     PYTHONPATH=/tmp/site:src python3 scripts/gpu_burst.py run --data .burst/photos --out $OUT --minutes 8
 
 ``run`` starts one trainer process per architecture, concurrently on the one GPU (``--device cuda
---bf16``, 256² crops, variable rate, mixed quantization, lr 5e-4 and rate weighting 0.5 as the CPU
+--bf16``, 256² crops, variable rate, mixed quantization, lr 5e-4 and rate weighting 1.0 as the CPU
 campaign; scripts/campaign.py), each from its embedded weights with ``--steps 0 --max-minutes``:
 the schedule (warm-up, × 0.1 after 80 %) is fitted to the burst, so the weights it writes are
 lr-decayed and ready to evaluate. ``--out`` then holds ``<architecture>.safetensors`` (fp16,
@@ -132,7 +132,7 @@ def trainer_argv(architecture: str, weights: Path, args: argparse.Namespace, che
     return [sys.executable, "-m", "shallowcodec.train", "--model", architecture, "--variable-rate",
             "--init", str(weights), "--data", str(args.data), "--out", str(out), "--config", json.dumps(config),
             *device, *schedule, "--bf16", "--workers", str(0 if args.dry_run else args.workers),
-            "--quantizer", "mixed", "--lr", "5e-4", "--rate-weighting", "0.5",
+            "--quantizer", "mixed", "--lr", "5e-4", "--rate-weighting", "1.0",
             "--checkpoint", str(checkpoints / f"{architecture}.ckpt"), "--checkpoint-minutes", "1000",
             "--summary", str(checkpoints / f"{architecture}.json"), "--quiet", "--force"]
 

@@ -46,6 +46,41 @@ def test_campaign_snapshot_branches_off_the_campaign_weights_at_a_low_lr(tmp_pat
         assert argv[argv.index("--out") + 1] == str(tmp_path / "snapshot-two-layer.safetensors")
 
 
+@pytest.mark.parametrize("parallel, batches", [(1, [1, 1, 1]), (2, [2, 1]), (3, [3])])
+def test_campaign_snapshot_runs_parallel_branches_at_once(tmp_path, monkeypatch, parallel, batches):
+    campaign = load_script("campaign")
+    for architecture in campaign.ARCHITECTURES:
+        (tmp_path / f"{architecture}.safetensors").touch()
+    running, seen = [], []
+
+    class Branch:
+        def __init__(self, argv):
+            running.append(argv)
+
+        def wait(self):  # the first wait of a batch sees every branch of it running
+            if running:
+                seen.append(len(running))
+                running.clear()
+            return 0
+
+    monkeypatch.setattr(campaign, "snapshot_argv", lambda run, a, *rest: [a])
+    monkeypatch.setattr(campaign.subprocess, "Popen", Branch)
+    monkeypatch.setattr(sys, "argv", ["campaign.py", "--run", str(tmp_path), "--data", "photos", "--snapshot",
+                                      "--parallel", str(parallel)])
+    campaign.main()
+    assert seen == batches
+
+
+def test_campaign_snapshot_fails_when_a_branch_fails(tmp_path, monkeypatch):
+    campaign = load_script("campaign")
+    (tmp_path / "two-layer.safetensors").touch()
+    monkeypatch.setattr(campaign, "snapshot_argv", lambda run, a, *rest: [a])
+    monkeypatch.setattr(campaign.subprocess, "Popen", lambda argv: Namespace(wait=lambda: 1))
+    monkeypatch.setattr(sys, "argv", ["campaign.py", "--run", str(tmp_path), "--data", "photos", "--snapshot"])
+    with pytest.raises(SystemExit, match="a snapshot branch failed"):
+        campaign.main()
+
+
 def test_campaign_refuses_first_step_in_a_used_folder(tmp_path):
     (tmp_path / "start.json").write_text(json.dumps({"first_step": 100}))
     result = subprocess.run([sys.executable, str(SCRIPTS / "campaign.py"), "--run", str(tmp_path), "--data", str(tmp_path),

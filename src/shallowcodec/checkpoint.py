@@ -200,10 +200,11 @@ def save_trained_weights(cfg: TrainConfig, proc: Process, model: ShallowHyperpri
     """
     prior = prior_training(cfg.init)
     hours = {k: round(prior[k] + v, 6) for k, v in progress.hours.items() if prior[k] + v > 0}
+    qualities = {"train_qualities": list(cfg.train_qualities)} if cfg.train_qualities else {}
     save_weights(Path(cfg.out), model, cfg.model, config, cfg.quality, cfg.lmbda,
                  steps=progress.step, planned_steps=progress.planned, train_seconds=round(progress.seconds, 1),
                  crop=cfg.crop, batch_size=cfg.batch_size, quantizer=cfg.quantizer, lr=cfg.lr, bf16=cfg.bf16,
-                 rate_weighting=cfg.rate_weighting, **({"train_qualities": list(cfg.train_qualities)} if cfg.train_qualities else {}),
+                 rate_weighting=cfg.rate_weighting, **qualities,
                  init=Path(cfg.init).name if cfg.init else None, world_size=proc.world_size,
                  device=proc.device.type, threads=torch.get_num_threads(),
                  total_steps=prior["total_steps"] + progress.step,

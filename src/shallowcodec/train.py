@@ -178,8 +178,9 @@ def train_step(net: torch.nn.Module, model: ShallowHyperprior, optimizers: tuple
     optimizer, aux_optimizer = optimizers
     for group in optimizer.param_groups:
         group["lr"] = lr_at(step, planned, cfg.lr)
-    quality, lmbda = sample_qualities(len(x), scale=model.gain.scale, qualities=cfg.train_qualities) if cfg.variable_rate else (None, cfg.lmbda)
+    quality, lmbda = None, cfg.lmbda
     if cfg.variable_rate:
+        quality, lmbda = sample_qualities(len(x), scale=model.gain.scale, qualities=cfg.train_qualities)
         quality, lmbda = quality.to(x.device), lmbda.to(x.device)
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
         out = net(x, quantizer=cfg.quantizer, quality=quality)
