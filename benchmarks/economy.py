@@ -25,7 +25,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from shallowcodec import bdrate  # noqa: E402
-from shallowcodec.evaluation import curve, load_result  # noqa: E402
+from shallowcodec.evaluation import check_same_images, curve, load_result  # noqa: E402
 from shallowcodec.model_files import model_card  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -35,9 +35,11 @@ def point(result_path: Path, weights: Path, label: str | None, branch: bool) -> 
     """One record entry from a photos24 result file and the weights it evaluated.
 
     Raises:
-        ValueError: the result has no q0, q3 and q6 points, or its curve does not overlap JPEG's.
+        ValueError: the result has no q0, q3 and q6 points, other images than JPEG's, or a curve that does
+            not overlap JPEG's.
     """
     result, anchor, card = load_result(result_path), load_result(RESULTS / "jpeg420.json"), model_card(weights)
+    check_same_images(anchor, result)
     points = {p["quality"]: p for p in result["points"]}
     if not {0.0, 3.0, 6.0} <= points.keys():
         raise ValueError(f"{result_path} lacks q0, q3 or q6")

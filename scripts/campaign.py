@@ -120,7 +120,9 @@ def snapshot_argv(run: Path, architecture: str, data: Path, threads: int, rate_w
 
 
 def status(run: Path) -> None:
-    """Print each architecture's campaign steps and cumulative core-hours."""
+    """Print each architecture's campaign steps and cumulative core-hours (or that none has trained)."""
+    if not any((run / f"{a}.safetensors").exists() for a in ARCHITECTURES):
+        print(f"{run}: no campaign slice has finished here yet")
     for architecture in ARCHITECTURES:
         weights = run / f"{architecture}.safetensors"
         if weights.exists():
@@ -164,7 +166,7 @@ def main() -> None:
             if any([p.wait() for p in branches]):
                 sys.exit("campaign: a snapshot branch failed")
         return None
-    args.run.mkdir(parents=True, exist_ok=True)
+    begin = None  # a new folder's start.json, written once every argument is known to be good
     if args.first_step is not None:
         if any((args.run / f"{a}.safetensors").exists() for a in ARCHITECTURES) or (args.run / "start.json").exists():
             parser.error(f"--first-step starts a new campaign folder; {args.run} already has one")
@@ -177,9 +179,11 @@ def main() -> None:
             except ValueError as error:
                 parser.error(str(error))
             begin["lmbda_scale"] = args.lmbda_scale
-        (args.run / "start.json").write_text(json.dumps(begin) + "\n")
     elif args.lmbda_scale is not None:
         parser.error("--lmbda-scale starts a new campaign folder: give --first-step too")
+    args.run.mkdir(parents=True, exist_ok=True)
+    if begin:
+        (args.run / "start.json").write_text(json.dumps(begin) + "\n")
     for architecture, path in embedded_models().items():
         init = args.run / f"init-{architecture}.safetensors"
         if architecture in ARCHITECTURES and not init.exists():

@@ -16,10 +16,13 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors import safe_open
 
 from shallowcodec import cli as cli_main
 from shallowcodec import codec, container, evaluation, images, quality
+from shallowcodec.decoder import Decoder
 from shallowcodec.images import tensor_to_image
+from shallowcodec.model_files import ModelNotFoundError
 
 PHOTO = "eval03_sail.png"
 #: The embedded models' λ scale (stop 20): λ(q) = 0.0005 · 2.5^q.
@@ -164,21 +167,44 @@ def test_own_weights_compress_and_decompress(work, photo_crop, codec_factory, tm
     images.tensor_to_image(photo_crop(64, 96)).save(photo)
     weights = str(tmp_path / "own.safetensors")
     assert cli_main.main(["compress", str(photo), "-o", str(sdc), "--weights", weights, "--quality", "2"]) == 0
+    assert "two-layer q2 (own.safetensors)" in capsys.readouterr().out  # the summary names the weights
     assert container.unpack(sdc.read_bytes()).header.weights_id == own.loaded.weights_id
     assert cli_main.main(["decompress", str(sdc), "-o", str(png), "--weights", weights]) == 0
     decoded, _ = images.read_image(png)
     assert torch.equal(decoded, own.decompress_tensor(sdc.read_bytes()))
     capsys.readouterr()
     assert cli_main.main(["decompress", str(sdc), "-o", str(work / "never.png")]) == 1
-    assert "other two-layer weights" in capsys.readouterr().err and not (work / "never.png").exists()
+    err = capsys.readouterr().err
+    assert "other two-layer weights" in err and "decompress --weights" in err and "installed" not in err
+    assert not (work / "never.png").exists()
     assert cli_main.main(["compress", str(photo), "-o", str(work / "x.sdc"), "--weights", weights,
-                          "--model", "jpeg-like"]) == 1
+                          "--model", "jpeg-like"]) == 2  # bad usage
     assert "not both" in capsys.readouterr().err
     bad = work / "bad.safetensors"
     bad.write_bytes(b"not safetensors")
     assert cli_main.main(["decompress", str(sdc), "-o", str(work / "never.png"), "--weights", str(bad)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot load weights" in err[0] and "Error(" not in err[0]
+    assert err[0].endswith("not a shallowcodec weights file (not safetensors)")  # not "header too large"
+
+
+def test_weights_with_nan_are_refused_by_encoder_and_decoder(work, photo_crop, codec_factory, tmp_path, capsys):
+    """A reported bug: NaN in g_s compressed and decoded to a garbage PNG with exit code 0."""
+    from safetensors.torch import load_file, save_file  # the crafted file
+
+    codec_factory("nan.safetensors", variable_rate=True, quality=2)
+    path = tmp_path / "nan.safetensors"
+    with safe_open(path, "pt") as f:
+        meta = f.metadata()
+    tensors = load_file(path)
+    tensors["g_s.out.weight"][0, 0, 0, 0] = float("nan")
+    save_file(tensors, path, metadata=meta)
+    photo = work / "nan.png"
+    images.tensor_to_image(photo_crop(64, 64)).save(photo)
+    assert cli_main.main(["compress", str(photo), "-o", str(work / "nan.sdc"), "--weights", str(path)]) == 1
+    assert "g_s.out.weight holds values that are not finite" in capsys.readouterr().err
+    with pytest.raises(ModelNotFoundError, match="g_s.out.weight holds values that are not finite"):
+        Decoder(path)
 
 
 def test_models_json(capsys):

@@ -145,7 +145,7 @@ def test_cli_distills_and_refuses_bad_options(job, capsys):
     assert zoo.load_weights(out).model.h_s.layers[0].kernel_size == (6, 6)
     assert cli.main(args) == 1  # exists without --force
     assert "exists" in capsys.readouterr().err
-    assert cli.main([*args, "--force", "--crop", "100"]) == 1
+    assert cli.main([*args, "--force", "--crop", "100"]) == 2  # bad usage
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "--crop" in err
 

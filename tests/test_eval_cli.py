@@ -80,11 +80,14 @@ def test_eval_refuses_existing_json_and_conflicting_options(folder, tmp_path, ca
         cli.main(["eval", str(folder), "--model", "two-layer", "--codec", "webp"])
     assert e.value.code == 2
     code, _, err = run(["eval", folder, "--codec", "webp", "--quality", 120], capsys)
-    assert code == 1 and "outside 0–100" in err
+    assert code == 2 and "webp qualities are integers 0–100, got 120" in err  # bad usage, as in compress
+    code, _, err = run(["eval", folder, "--model", "two-layer", "--qualities", 0, 7], capsys)
+    assert code == 2 and "model qualities are 0–6, got 0 7" in err and err.count("\n") == 1
 
 
-def synthetic_result(path, label, bpp, psnr, ms_ssim):
-    points = [{"quality": i, "lmbda": None, "images": [], "mean": {"bpp": b, "psnr": p, "ms_ssim": m}}
+def synthetic_result(path, label, bpp, psnr, ms_ssim, images=()):
+    rows = [{"image": name} for name in images]
+    points = [{"quality": i, "lmbda": None, "images": rows, "mean": {"bpp": b, "psnr": p, "ms_ssim": m}}
               for i, (b, p, m) in enumerate(zip(bpp, psnr, ms_ssim))]
     path.write_text(json.dumps({"schema": SCHEMA, "codec": "x", "model": None, "label": label,
                                 "images": "photos24", "n_images": 24, "points": points}))
@@ -117,6 +120,26 @@ def test_compare_rejects_foreign_file(curves, tmp_path, capsys):
     other.write_text('{"results": {}}')
     code, _, err = run(["compare", curves[0], other], capsys)
     assert code == 1 and err.count("\n") == 1 and "not a shallowcodec result file" in err
+
+
+def test_compare_refuses_results_of_other_images(tmp_path, capsys):
+    """A reported bug: one photo's eval was compared with the 24-photo JPEG anchor and labelled photos24."""
+    curve = [0.1, 0.2, 0.4, 0.8], [27.0, 29.0, 31.0, 33.0], [0.9, 0.93, 0.95, 0.97]
+    all24 = [f"eval{i:02d}.png" for i in range(1, 25)]
+    a = synthetic_result(tmp_path / "a.json", "A", *curve, images=all24)
+    b = synthetic_result(tmp_path / "b.json", "B", *curve, images=all24[3:4])
+    code, out, err = run(["compare", a, b], capsys)
+    assert code == 1 and out == "" and err.count("\n") == 1
+    assert "A covers 24 images and B 1, not the same" in err
+    assert run(["compare", a, synthetic_result(tmp_path / "c.json", "C", *curve, images=all24[::-1])], capsys)[0] == 0
+
+
+def test_eval_of_one_image_is_labelled_with_its_name(photos24, tmp_path, capsys):
+    out = tmp_path / "one.json"
+    argv = ["eval", photos24 / "eval04_tulips.png", "--codec", "jpeg420", "--quality", 50, "--json", out]
+    assert run(argv, capsys)[0] == 0
+    result = json.loads(out.read_text())
+    assert (result["images"], result["n_images"]) == ("eval04_tulips", 1)
 
 
 def test_plot_writes_png_and_needs_force(curves, tmp_path, capsys):

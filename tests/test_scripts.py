@@ -104,7 +104,13 @@ def test_campaign_refuses_a_bad_or_misplaced_lmbda_scale(tmp_path, extra, messag
     result = subprocess.run([sys.executable, str(SCRIPTS / "campaign.py"), "--run", str(tmp_path / "run"),
                              "--data", str(tmp_path), *extra], capture_output=True, text=True)
     assert result.returncode == 2 and message in result.stderr
-    assert not (tmp_path / "run" / "start.json").exists()
+    assert not (tmp_path / "run").exists()  # a refused start leaves no folder behind
+
+
+def test_campaign_status_of_a_folder_without_slices(tmp_path):
+    result = subprocess.run([sys.executable, str(SCRIPTS / "campaign.py"), "--run", str(tmp_path), "--status"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout == f"{tmp_path}: no campaign slice has finished here yet\n"
 
 
 def test_burst_photos_are_packed_as_the_trainer_caches_them(tmp_path):

@@ -304,17 +304,17 @@ def test_bf16_autocast_keeps_the_entropy_models_in_fp32():
     assert out["y_hat"].dtype == torch.float32
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--crop", "100"], "multiple of 64"),
-    (["--crop", "128"], "no image of at least 128×128"),
-    (["--max-minutes", "0"], "give --max-minutes"),  # with --steps 0
-    (["--device", "cuda"], "no CUDA device"),
+@pytest.mark.parametrize("extra, message, code", [
+    (["--crop", "100"], "multiple of 64", 2),  # bad usage
+    (["--crop", "128"], "no image of at least 128×128", 1),  # bad data
+    (["--max-minutes", "0"], "give --max-minutes", 2),  # with --steps 0
+    (["--device", "cuda"], "no CUDA device", 1),
 ])
-def test_bad_runs_fail_with_one_line(train_folder, tmp_path, capsys, extra, message):
+def test_bad_runs_fail_with_one_line(train_folder, tmp_path, capsys, extra, message, code):
     if "cuda" in extra and torch.cuda.is_available():
         pytest.skip("a CUDA device is present")
     out = tmp_path / "x.safetensors"
-    assert train.main(_argv(train_folder, out, *extra, steps=0 if "--max-minutes" in extra else 6)) == 1
+    assert train.main(_argv(train_folder, out, *extra, steps=0 if "--max-minutes" in extra else 6)) == code
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert not out.exists()
@@ -335,11 +335,11 @@ def test_torchrun_two_processes(train_folder, tmp_path):
     assert json.loads(summary.read_text())["world_size"] == 2
 
 
-# --- bad input found by a new user: one line, exit 1, nothing trained or written -------------------
+# --- bad input found by a new user: one line, exit 1 (2: bad usage), nothing trained or written -------------------
 
 
-def _fails(argv, capsys, message):
-    assert train.main(argv) == 1
+def _fails(argv, capsys, message, code=1):
+    assert train.main(argv) == code
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1, err
     return err
@@ -359,10 +359,11 @@ def _fails(argv, capsys, message):
 def test_bad_arguments_are_one_line_errors(train_folder, tmp_path, capsys, extra, message):
     out = tmp_path / "w.safetensors"
     argv = _argv(train_folder, out)
+    code = 2  # bad usage; a --config the model cannot be built with is found later, as bad input
     if extra[0] == "--config":
         argv[argv.index("--config") + 1] = extra[1]
-        extra = []
-    _fails(argv + extra, capsys, message)
+        extra, code = [], 1
+    _fails(argv + extra, capsys, message, code)
     assert not out.exists()
 
 
@@ -491,15 +492,15 @@ def test_variable_rate_training_writes_a_model_for_all_qualities(train_folder, t
 
 def test_variable_rate_refuses_a_fixed_lambda(train_folder, tmp_path, capsys):
     out = tmp_path / "vr.safetensors"
-    assert train.main(_variable_rate(_argv(train_folder, out, "--lmbda", "0.01", steps=3))) == 1
+    assert train.main(_variable_rate(_argv(train_folder, out, "--lmbda", "0.01", steps=3))) == 2
     assert "--lmbda applies to fixed-λ training" in capsys.readouterr().err and not out.exists()
 
 
 def test_rate_weighting_is_recorded_and_needs_variable_rate(train_folder, tmp_path, capsys, restore_threads):
     out = tmp_path / "vr.safetensors"
-    assert train.main(_argv(train_folder, out, "--rate-weighting", "0.5", steps=2)) == 1
+    assert train.main(_argv(train_folder, out, "--rate-weighting", "0.5", steps=2)) == 2
     assert "--rate-weighting applies to --variable-rate training" in capsys.readouterr().err
-    assert train.main(_variable_rate(_argv(train_folder, out, "--rate-weighting", "3", steps=2))) == 1
+    assert train.main(_variable_rate(_argv(train_folder, out, "--rate-weighting", "3", steps=2))) == 2
     assert "--rate-weighting must be in [0, 2], got 3.0" in capsys.readouterr().err and not out.exists()
     assert train.main(_variable_rate(_argv(train_folder, out, "--rate-weighting", "0.5", steps=2))) == 0
     assert _facts(out)["rate_weighting"] == 0.5
@@ -507,7 +508,7 @@ def test_rate_weighting_is_recorded_and_needs_variable_rate(train_folder, tmp_pa
 
 def test_train_qualities_restrict_variable_rate_training(train_folder, tmp_path, capsys, restore_threads):
     out = tmp_path / "vr.safetensors"
-    assert train.main(_argv(train_folder, out, "--train-qualities", "1", steps=2)) == 1
+    assert train.main(_argv(train_folder, out, "--train-qualities", "1", steps=2)) == 2
     assert "--train-qualities applies to --variable-rate training" in capsys.readouterr().err and not out.exists()
     assert train.main(_variable_rate(_argv(train_folder, out, "--train-qualities", "5", "1", "1", steps=2))) == 0
     assert _facts(out)["train_qualities"] == [1, 5]

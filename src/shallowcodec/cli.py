@@ -58,6 +58,10 @@ class CLIError(Exception):
     """A bad-input error reported as one line with exit code 1."""
 
 
+class UsageError(CLIError):
+    """A bad-usage error (an option's value or combination) reported as one line with exit code 2."""
+
+
 def check_output(path: Path, force: bool) -> None:
     """Refuse an existing output unless ``force`` (checked before the work and again when writing).
 
@@ -121,7 +125,7 @@ def refuse_same_file(input_path: Path, output: Path) -> None:
 
 def cmd_compress(args: argparse.Namespace) -> None:
     if args.weights and args.model:
-        raise CLIError("give --model (an embedded model) or --weights (a weights file), not both")
+        raise UsageError("give --model (an embedded model) or --weights (a weights file), not both")
     check_paths(args)
     x, notice = read_image(*image_source(args.input), check_size=lambda h, w: check_size(h, w, ImageError))
     if notice:
@@ -134,7 +138,8 @@ def cmd_compress(args: argparse.Namespace) -> None:
                           progress=sys.stderr.isatty())
     write_result(args.output, data, force=args.force)
     h, w = x.shape[-2:]
-    print(f"{output_name(args.output)}: {codec.label}, {w}x{h}, {len(data)} bytes, {bpp(len(data), h * w):.4f} bpp",
+    label = f"{codec.label} ({args.weights.name})" if args.weights else codec.label
+    print(f"{output_name(args.output)}: {label}, {w}x{h}, {len(data)} bytes, {bpp(len(data), h * w):.4f} bpp",
           file=status_stream(args.output))
 
 
@@ -296,7 +301,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
         raise CLIError("--sga-steps/--sga-seconds apply to learned models only")
     compress = (lambda c, x: c.compress(x, sga_steps=args.sga_steps, sga_seconds=args.sga_seconds, seed=args.seed)) \
         if sga_on else (lambda c, x: c.compress(x))
-    points = evaluate_sweep(codecs, paths, progress=len(paths) > 1 or len(codecs) > 1, compress=compress)
+    points = evaluate_sweep(codecs, paths, progress=sys.stderr.isatty() and (len(paths) > 1 or len(codecs) > 1),
+                            compress=compress)
     for point in points:
         if len(points) == 1:
             for row in point["images"]:
@@ -306,7 +312,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
             print(point_summary(point))
     if args.json:
         model = None if args.codec else codecs[0].architecture
-        folder = (args.input if args.input.is_dir() else args.input.absolute().parent).name
+        folder = args.input.resolve().name if args.input.is_dir() else args.input.stem  # one image: its own name
         name = f"{model} ({args.weights.name})" if args.weights else model
         label = f"{name} + SGA ({args.sga_steps or f'{args.sga_seconds} s'})" if sga_on else name
         result = rd_result(args.codec or "shallowcodec", model, folder, points, label=label)
@@ -326,9 +332,14 @@ def eval_codecs(args: argparse.Namespace) -> list:
 
     qualities = args.qualities or ([args.quality] if args.quality is not None else None)
     if args.codec:
-        if qualities and any(q != int(q) for q in qualities):
-            raise CLIError(f"{args.codec} qualities are integers 0–100")
+        if qualities and any(not (q == int(q) and 0 <= q <= 100) for q in qualities):
+            raise UsageError(f"{args.codec} qualities are integers 0–100, got {' '.join(f'{q:g}' for q in qualities)}")
         return classical.codecs(args.codec, qualities and [int(q) for q in qualities])
+    if qualities:
+        try:
+            qualities = [snap_quality(q) for q in qualities]
+        except ValueError:
+            raise UsageError(f"model qualities are 0–{MAX_QUALITY}, got {' '.join(f'{q:g}' for q in qualities)}") from None
     if args.weights:
         loaded = load_weights(args.weights)
         return [Codec(loaded, q) for q in (qualities or [None])]
@@ -346,9 +357,13 @@ def point_summary(point: dict) -> str:
 
 def cmd_train(args: argparse.Namespace) -> None:
     from shallowcodec import train as training
-    from shallowcodec.config import config_from_args
+    from shallowcodec.config import TrainArgumentError, config_from_args
 
-    path = training.train(config_from_args(args))
+    try:
+        cfg = config_from_args(args)
+    except TrainArgumentError as e:
+        raise UsageError(str(e)) from None
+    path = training.train(cfg)
     if os.environ.get("RANK", "0") == "0":  # one line per run, also under torchrun
         print(path)
 
@@ -357,7 +372,10 @@ def cmd_distill(args: argparse.Namespace) -> None:
     from shallowcodec import distill  # local import: only this command needs the distillation trainer
 
     options = {k: v for k, v in vars(args).items() if k not in ("command", "func")}
-    print(distill.main_line(distill.distill(distill.DistillConfig(**options))))
+    try:
+        print(distill.main_line(distill.distill(distill.DistillConfig(**options))))
+    except distill.TrainArgumentError as e:
+        raise UsageError(str(e)) from None
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -458,7 +476,13 @@ def bd_metrics(a: dict, b: dict, metric: str) -> dict | None:
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
+    from shallowcodec.evaluation import check_same_images
+
     a, b = read_result(args.a), read_result(args.b)
+    try:
+        check_same_images(a, b)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
     report = {"a": a["label"], "b": b["label"], "psnr": bd_metrics(a, b, "psnr"),
               "ms_ssim_db": bd_metrics(a, b, "ms_ssim_db")}
     if args.json:
@@ -735,6 +759,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(argv[0] if argv and argv[0] in COMMANDS else "").parse_args(argv)
     try:
         args.func(args)
+    except UsageError as e:
+        print(f"shallowcodec {args.command}: error: {e}", file=sys.stderr)
+        return 2
     except (CLIError, ImageError, ContainerError, ModelNotFoundError, ValueError) as e:
         print(f"shallowcodec {args.command}: error: {e}", file=sys.stderr)
         return 1

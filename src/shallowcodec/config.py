@@ -62,6 +62,11 @@ class TrainConfig:
     force: bool = False
 
 
+class TrainArgumentError(ValueError):
+    """Options no training can run with (a value out of range, a combination that means nothing):
+    bad usage, exit code 2 of ``shallowcodec train`` and ``python -m shallowcodec.train``."""
+
+
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     """Arguments of ``shallowcodec train`` (also used by ``python -m shallowcodec.train``)."""
     p = parser or argparse.ArgumentParser(prog="shallowcodec train", description="Train a fixed-λ or a variable-rate model.")
@@ -122,16 +127,17 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """Check the parsed arguments, fill λ from the quality, and check the output path.
 
     Raises:
-        ValueError: inconsistent arguments, or an --out that :func:`check_out_path` refuses (one-line message).
+        TrainArgumentError: inconsistent or out-of-range arguments (bad usage).
+        ValueError: an --out that :func:`check_out_path` refuses (one-line message).
     """
     if args.variable_rate and args.lmbda is not None:
-        raise ValueError("--lmbda applies to fixed-λ training (--quality), not --variable-rate")
+        raise TrainArgumentError("--lmbda applies to fixed-λ training (--quality), not --variable-rate")
     if args.rate_weighting and not args.variable_rate:
-        raise ValueError("--rate-weighting applies to --variable-rate training")
+        raise TrainArgumentError("--rate-weighting applies to --variable-rate training")
     if not 0 <= args.rate_weighting <= 2:
-        raise ValueError(f"--rate-weighting must be in [0, 2], got {args.rate_weighting}")
+        raise TrainArgumentError(f"--rate-weighting must be in [0, 2], got {args.rate_weighting}")
     if args.train_qualities and not args.variable_rate:
-        raise ValueError("--train-qualities applies to --variable-rate training (a fixed-λ model has --quality)")
+        raise TrainArgumentError("--train-qualities applies to --variable-rate training (a fixed-λ model has --quality)")
     lmbda = LMBDAS[args.quality] if args.lmbda is None and not args.variable_rate else args.lmbda
     qualities = tuple(sorted(set(args.train_qualities))) if args.train_qualities else None
     cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)}
@@ -142,21 +148,21 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def _check_values(cfg: TrainConfig) -> None:
-    """Refuse values no training can run with (one-line ValueError naming the option)."""
+    """Refuse values no training can run with (one-line :class:`TrainArgumentError` naming the option)."""
     if cfg.crop % 64 or cfg.crop <= 0:
-        raise ValueError(f"--crop must be a positive multiple of 64, got {cfg.crop}")
+        raise TrainArgumentError(f"--crop must be a positive multiple of 64, got {cfg.crop}")
     if cfg.max_side < cfg.crop:
-        raise ValueError(f"--max-side ({cfg.max_side}) must be at least --crop ({cfg.crop})")
+        raise TrainArgumentError(f"--max-side ({cfg.max_side}) must be at least --crop ({cfg.crop})")
     if cfg.steps < 0 or cfg.workers < 0 or cfg.seed < 0:
-        raise ValueError("--steps, --workers and --seed must not be negative")
+        raise TrainArgumentError("--steps, --workers and --seed must not be negative")
     if cfg.steps == 0 and not (cfg.max_minutes or cfg.resume):
-        raise ValueError("--steps 0 fits the schedule to a time budget: give --max-minutes")
+        raise TrainArgumentError("--steps 0 fits the schedule to a time budget: give --max-minutes")
     for name in ("lmbda", "lr", "max_minutes", "checkpoint_minutes"):
         value = getattr(cfg, name)
         if value is not None and not value > 0:  # also refuses NaN
-            raise ValueError(f"--{name.replace('_', '-')} must be a positive number, got {value}")
+            raise TrainArgumentError(f"--{name.replace('_', '-')} must be a positive number, got {value}")
     if cfg.threads < 0 or cfg.batch_size < 1:
-        raise ValueError("--threads must not be negative and --batch-size must be at least 1")
+        raise TrainArgumentError("--threads must not be negative and --batch-size must be at least 1")
 
 
 def check_out_path(cfg: TrainConfig) -> None:

@@ -73,7 +73,8 @@ def check_header(header: Header, architecture: str, quality: float | None, lmbda
                              f"the file is quality {header.quality:g}")
     if header.weights_id != weights:
         raise ContainerError(f"file was encoded with other {header.architecture} weights "
-                             f"({header.weights_id:08x}; installed: {weights:08x})")
+                             f"({header.weights_id:08x}; these: {weights:08x}): decode it with the weights "
+                             "that encoded it (decompress --weights)")
     expected = float(np.float32(scale(header.quality) if lmbda is None else lmbda))
     if header.lmbda != expected:
         raise ContainerError(f"file's λ {header.lmbda!r} is not λ of {architecture} q{header.quality:g} ({expected!r})")
@@ -84,6 +85,8 @@ def _reason(error: Exception) -> str:
     """One line of why a weights file did not load (a missing tensor or entry is named, not repr'd)."""
     if isinstance(error, KeyError):
         return f"it lacks {error.args[0]!r} (not a shallowcodec weights file, or an older one)"
+    if isinstance(error, SafetensorError):  # its own text ("header too large") says nothing to a user
+        return "not a shallowcodec weights file (not safetensors)"
     if isinstance(error, OSError) and error.strerror:
         return error.strerror
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
@@ -119,7 +122,15 @@ class Decoder:
             raise ModelNotFoundError(f"cannot load weights {path}: {_reason(e)}") from None
 
     def _load(self, t: dict[str, np.ndarray]) -> None:
-        """Decoder state from the file's tensors (names as in zoo.save_weights)."""
+        """Decoder state from the file's tensors (names as in zoo.save_weights).
+
+        Raises:
+            ValueError: a float tensor holds NaN or ±inf (it would decode to garbage), or h_s has
+                another number of layers than its config's.
+        """
+        for name, value in t.items():
+            if value.dtype.kind == "f" and not np.isfinite(value).all():
+                raise ValueError(f"{name} holds values that are not finite (NaN or ±inf)")
         def f32(name: str) -> np.ndarray:
             return t[name].astype(np.float32)
 

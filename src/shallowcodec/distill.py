@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from shallowcodec.atomic import atomic_write
 from shallowcodec.checkpoint import prior_training
+from shallowcodec.config import TrainArgumentError
 from shallowcodec.data import RandomCrops, build_cache, crop_sources, default_cache
 from shallowcodec.hyperprior import ShallowHyperprior
 from shallowcodec.train import sample_qualities
@@ -78,14 +79,14 @@ def check_config(cfg: DistillConfig) -> None:
     """Refuse values no distillation can run with and an --out that would replace a file.
 
     Raises:
-        ValueError: one line naming the option.
+        TrainArgumentError: a value out of range (bad usage); ValueError: such an --out (one line each).
     """
     if cfg.steps < 1 or cfg.crops < 1 or cfg.batch_size < 1 or cfg.threads < 0:
-        raise ValueError("--steps, --crops and --batch-size must be at least 1, --threads not negative")
+        raise TrainArgumentError("--steps, --crops and --batch-size must be at least 1, --threads not negative")
     if cfg.crop <= 0 or cfg.crop % 64:
-        raise ValueError(f"--crop must be a positive multiple of 64, got {cfg.crop}")
+        raise TrainArgumentError(f"--crop must be a positive multiple of 64, got {cfg.crop}")
     if not cfg.lr > 0 or (cfg.max_minutes is not None and not cfg.max_minutes > 0):
-        raise ValueError("--lr and --max-minutes must be positive numbers")
+        raise TrainArgumentError("--lr and --max-minutes must be positive numbers")
     out = Path(cfg.out).resolve()
     if out == Path(cfg.weights).resolve():
         raise ValueError(f"--out {cfg.out} would replace the weights it starts from")

@@ -13,7 +13,7 @@ Result file (``shallowcodec eval --json``), one schema for every codec::
       "codec": "shallowcodec" | "jpeg420" | "jpeg444" | "webp" | "avif" | "jxl",
       "model": "two-layer" | "jpeg-like" | ... | null        (null for classical codecs),
       "label": "two-layer"                                    (legend text of plots),
-      "images": "photos24", "n_images": 24,                   (folder name, image count)
+      "images": "photos24", "n_images": 24,                   (folder name, or the image's for one; image count)
       "threads": 2,                                           (torch threads while timing)
       "software": {"shallowcodec": "0.1.0", "torch": ..., "pillow": ..., "libjpeg_turbo": ..., ...},
       "points": [                                             (one per quality, ascending)
@@ -164,6 +164,21 @@ def load_result(path: Path) -> dict:
     if not result.get("points"):
         raise ValueError(f"{path} has no rate–distortion points")
     return result
+
+
+def check_same_images(a: dict, b: dict) -> None:
+    """Refuse to compare two result files that measured different images (a BD-rate of one photo
+    against a 24-photo anchor means nothing).
+
+    Raises:
+        ValueError: the files' image names differ (one-line message naming the counts).
+    """
+    names_a, names_b = ({i["image"] for p in r["points"] for i in p.get("images", [])} for r in (a, b))
+    if names_a != names_b:
+        only = sorted(names_a ^ names_b)
+        raise ValueError(f"{a.get('label')} covers {len(names_a)} images and {b.get('label')} {len(names_b)}, "
+                         f"not the same ({only[0]}{' …' if len(only) > 1 else ''} is in one only): "
+                         "compare results of the same images")
 
 
 def curve(result: dict, metric: str = "psnr") -> tuple[np.ndarray, np.ndarray]:

@@ -44,7 +44,7 @@ from tqdm import tqdm
 
 from shallowcodec.atomic import atomic_write
 from shallowcodec.checkpoint import Progress, restore, save_checkpoint, save_trained_weights
-from shallowcodec.config import FIT_AFTER, WARMUP_STEPS, TrainConfig, build_parser, config_from_args
+from shallowcodec.config import FIT_AFTER, WARMUP_STEPS, TrainArgumentError, TrainConfig, build_parser, config_from_args
 from shallowcodec.data import data_stream
 from shallowcodec.distributed import Process, end_process, mean_over_processes, rank0_decides, start_process
 from shallowcodec.hyperprior import ShallowHyperprior
@@ -390,10 +390,13 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m shallowcodec.train`` (and torchrun); prints the weights path on rank 0.
 
     Returns:
-        0, or 1 after a one-line error on stderr (bad arguments, data, weights or files).
+        0, 2 after a one-line error on stderr for bad arguments, 1 for bad data, weights or files.
     """
     try:
         path = train(config_from_args(build_parser().parse_args(argv)))
+    except TrainArgumentError as e:
+        print(f"shallowcodec train: error: {e}", file=sys.stderr)
+        return 2
     except (ValueError, OSError, ModelNotFoundError) as e:
         print(f"shallowcodec train: error: {e}", file=sys.stderr)
         return 1

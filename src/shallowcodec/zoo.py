@@ -192,7 +192,7 @@ def _copy_tensors(model: ShallowHyperprior, tensors: dict) -> bool:
         whether the file held the tables.
 
     Raises:
-        ValueError: names differ; RuntimeError: shapes differ.
+        ValueError: names differ, or a parameter holds NaN or ±inf; RuntimeError: shapes differ.
     """
     params = dict(model.named_parameters())
     has_tables = all(k in tensors for k in TABLE_NAMES)
@@ -201,6 +201,8 @@ def _copy_tensors(model: ShallowHyperprior, tensors: dict) -> bool:
     with torch.no_grad():
         for name, value in tensors.items():
             if name in params:
+                if not torch.isfinite(value).all():
+                    raise ValueError(f"{name} holds values that are not finite (NaN or ±inf)")
                 params[name].copy_(value.float())
             else:
                 module, attr = name.split(".")
