@@ -25,8 +25,8 @@ from shallowcodec.images import tensor_to_image
 from shallowcodec.model_files import ModelNotFoundError
 
 PHOTO = "eval03_sail.png"
-#: The embedded models' λ scale (stop 20): λ(q) = 0.0005 · 2.5^q.
-EMBEDDED_SCALE = quality.LmbdaScale(0.0005, 2.5)
+#: The embedded models' λ scale (stop 22): λ(q) = 0.00042 · 2.65^q.
+EMBEDDED_SCALE = quality.LmbdaScale(0.00042, 2.65)
 
 
 def cli(*args, cwd=None) -> subprocess.CompletedProcess:

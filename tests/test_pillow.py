@@ -31,7 +31,8 @@ def test_open_by_path_and_file_object_decodes_on_load_to_the_decoders_pixels(tmp
     for source in (path, str(path), io.BytesIO(sdc)):
         with Image.open(source) as image:
             assert (image.format, image.size, image.mode) == ("SDC", (160, 96), "RGB")
-            assert image.info == {"model": "two-layer", "quality": 3.0, "lmbda": pytest.approx(0.0005 * 2.5**3)}
+            lmbda = pytest.approx(0.00042 * 2.65**3)  # q3 of the embedded λ scale
+            assert image.info == {"model": "two-layer", "quality": 3.0, "lmbda": lmbda}
             assert calls == []  # header only so far
             image.load()
             assert calls == [len(sdc)]
