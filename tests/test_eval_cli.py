@@ -81,6 +81,9 @@ def test_eval_refuses_existing_json_and_conflicting_options(folder, tmp_path, ca
     assert e.value.code == 2
     code, _, err = run(["eval", folder, "--codec", "webp", "--quality", 120], capsys)
     assert code == 2 and "webp qualities are integers 0–100, got 120" in err  # bad usage, as in compress
+    for bad in ("inf", "nan"):
+        code, _, err = run(["eval", folder, "--codec", "webp", "--quality", bad], capsys)
+        assert code == 2 and f"got {bad}" in err
     code, _, err = run(["eval", folder, "--model", "two-layer", "--qualities", 0, 7], capsys)
     assert code == 2 and "model qualities are 0–6, got 0 7" in err and err.count("\n") == 1
 

@@ -332,7 +332,7 @@ def eval_codecs(args: argparse.Namespace) -> list:
 
     qualities = args.qualities or ([args.quality] if args.quality is not None else None)
     if args.codec:
-        if qualities and any(not (q == int(q) and 0 <= q <= 100) for q in qualities):
+        if qualities and any(not (0 <= q <= 100 and q == int(q)) for q in qualities):  # NaN, inf: out of range
             raise UsageError(f"{args.codec} qualities are integers 0–100, got {' '.join(f'{q:g}' for q in qualities)}")
         return classical.codecs(args.codec, qualities and [int(q) for q in qualities])
     if qualities:

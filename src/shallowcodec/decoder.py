@@ -131,6 +131,7 @@ class Decoder:
         for name, value in t.items():
             if value.dtype.kind == "f" and not np.isfinite(value).all():
                 raise ValueError(f"{name} holds values that are not finite (NaN or ±inf)")
+
         def f32(name: str) -> np.ndarray:
             return t[name].astype(np.float32)
 
