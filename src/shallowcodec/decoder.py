@@ -39,7 +39,7 @@ from shallowcodec.entropy_parameters import (
     log_scale_thresholds,
 )
 from shallowcodec.layers import ConvTranspose2d, InverseGDN
-from shallowcodec.model_files import ModelNotFoundError, embedded_path, weights_id
+from shallowcodec.model_files import ModelNotFoundError, check_finite, embedded_path, weights_id
 from shallowcodec.quality import MAX_QUALITY, LmbdaScale
 from shallowcodec.tiling import SYNTHESIS_MARGIN, tiled
 
@@ -128,9 +128,7 @@ class Decoder:
             ValueError: a float tensor holds NaN or ±inf (it would decode to garbage), or h_s has
                 another number of layers than its config's.
         """
-        for name, value in t.items():
-            if value.dtype.kind == "f" and not np.isfinite(value).all():
-                raise ValueError(f"{name} holds values that are not finite (NaN or ±inf)")
+        check_finite(t)
 
         def f32(name: str) -> np.ndarray:
             return t[name].astype(np.float32)

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 from safetensors import SafetensorError, safe_open
 
 from shallowcodec.quality import DEFAULT_QUALITY, LMBDAS, LmbdaScale
@@ -31,6 +33,20 @@ class ModelNotFoundError(LookupError):
 def weights_id(data: bytes) -> int:
     """The uint32 fingerprint of a weights file's bytes: its SHA-256's first 4 bytes, little-endian."""
     return int.from_bytes(hashlib.sha256(data).digest()[:4], "little")
+
+
+def check_finite(tensors: Mapping) -> None:
+    """Refuse a weights file whose float tensors hold NaN or ±inf (they would decode to garbage).
+
+    ``tensors``: name → numpy array or CPU torch tensor, as read from the file (integer tables pass).
+
+    Raises:
+        ValueError: names the first such tensor.
+    """
+    for name, value in tensors.items():
+        array = np.asarray(value)
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise ValueError(f"{name} holds values that are not finite (NaN or ±inf)")
 
 
 def read_metadata(path: Path) -> dict:

@@ -30,7 +30,14 @@ from safetensors.torch import load, save
 
 from shallowcodec.atomic import atomic_write
 from shallowcodec.hyperprior import TABLE_NAMES, ShallowHyperprior
-from shallowcodec.model_files import DEFAULT_ARCHITECTURE, ModelNotFoundError, embedded_path, read_metadata, weights_id
+from shallowcodec.model_files import (
+    DEFAULT_ARCHITECTURE,
+    ModelNotFoundError,
+    check_finite,
+    embedded_path,
+    read_metadata,
+    weights_id,
+)
 from shallowcodec.quality import PAPER_SCALE, LmbdaScale
 from shallowcodec.transforms import (
     CNNAnalysis,
@@ -198,11 +205,10 @@ def _copy_tensors(model: ShallowHyperprior, tensors: dict) -> bool:
     has_tables = all(k in tensors for k in TABLE_NAMES)
     if set(tensors) != set(params) | (set(TABLE_NAMES) if has_tables else set()):
         raise ValueError("parameter names do not match the architecture")
+    check_finite(tensors)
     with torch.no_grad():
         for name, value in tensors.items():
             if name in params:
-                if not torch.isfinite(value).all():
-                    raise ValueError(f"{name} holds values that are not finite (NaN or ±inf)")
                 params[name].copy_(value.float())
             else:
                 module, attr = name.split(".")
