@@ -18,7 +18,8 @@ trains the two with the fewest at once), each slice a ``shallowcodec train --res
 * variable rate, mixed quantization, lr 5e-4, ``--threads`` torch threads, one loader worker;
 * bfloat16 autocast (``--bf16``: 1.5× the steps/s of fp32 on a CPU with AVX512-BF16, the same
   R-D after 1,500 steps from the same weights; benchmarks/README.md "Training speed") where the
-  CPU has native bfloat16, else fp32; ``--rate-weighting`` 1.0 unless given (0: uniform over the qualities).
+  CPU has native bfloat16, else fp32; ``--rate-weighting`` 1.0 unless given (0: uniform over the qualities)
+  and ``--train-qualities`` 0 0 1 1 2 3 4 5 6 (q0 and q1 drawn twice as often; since stretch 9).
 
 A slice writes ``RUN/<architecture>.safetensors`` (fp16, cumulative steps and core-hours) and
 appends one JSON line per slice to ``RUN/log.jsonl``.
@@ -51,7 +52,7 @@ from pathlib import Path
 
 from shallowcodec.model_files import embedded_models, model_card
 from shallowcodec.quality import LmbdaScale
-from shallowcodec.train import cpu_has_native_bf16
+from shallowcodec.train import LOW_RATE_QUALITIES, cpu_has_native_bf16
 
 PLANNED_STEPS = 56_000  # ≈ 12 core-hours per architecture at 256² on this CPU (the issue's fallback budget)
 CROP_256_FROM = 20_000
@@ -88,6 +89,13 @@ def precision() -> list[str]:
     return ["--bf16"] if cpu_has_native_bf16() else []
 
 
+def recipe(rate_weighting: float) -> list[str]:
+    """The trainer's variable-rate options of every slice and snapshot: mixed quantization, bf16
+    where native, λ^-``rate_weighting`` loss weights, the low qualities drawn twice as often."""
+    return ["--quantizer", "mixed", *precision(), "--rate-weighting", f"{rate_weighting:g}",
+            "--train-qualities", *map(str, LOW_RATE_QUALITIES)]
+
+
 def slice_argv(run: Path, architecture: str, data: Path, minutes: float, threads: int, rate_weighting: float) -> list[str]:
     """Trainer arguments of one slice (resuming the architecture's checkpoint when it has one)."""
     init = run / f"init-{architecture}.safetensors"
@@ -100,7 +108,7 @@ def slice_argv(run: Path, architecture: str, data: Path, minutes: float, threads
     return [sys.executable, "-m", "shallowcodec.train", "--model", architecture, "--variable-rate",
             "--init", str(init), "--data", str(data), "--out", str(out), "--config", json.dumps(config),
             "--steps", str(PLANNED_STEPS - first_step(run)), "--crop", str(crop), "--batch-size", "8", "--lr", "5e-4",
-            "--quantizer", "mixed", *precision(), "--rate-weighting", f"{rate_weighting:g}",
+            *recipe(rate_weighting),
             "--threads", str(threads), "--workers", "1", "--max-minutes", f"{minutes:g}",
             "--summary", str(out.with_suffix(".json")), "--quiet", "--force",
             *(["--resume", str(ckpt)] if ckpt.exists() else [])]
@@ -115,7 +123,7 @@ def snapshot_argv(run: Path, architecture: str, data: Path, threads: int, rate_w
     return [sys.executable, "-m", "shallowcodec.train", "--model", architecture, "--variable-rate",
             "--init", str(weights), "--data", str(data), "--out", str(run / f"snapshot-{architecture}.safetensors"),
             "--steps", str(steps), "--crop", str(crop), "--batch-size", "8", "--lr", "5e-5",
-            "--quantizer", "mixed", *precision(), "--rate-weighting", f"{rate_weighting:g}",
+            *recipe(rate_weighting),
             "--threads", str(threads), "--workers", "1", "--quiet", "--force"]
 
 

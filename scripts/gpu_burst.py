@@ -14,10 +14,10 @@ lacks). It prints the one command to give the device tool, with ``carry: [".burs
     PYTHONPATH=/tmp/site:src python3 scripts/gpu_burst.py run --data .burst/photos --out $OUT --minutes 8
 
 ``run`` starts one trainer process per architecture, concurrently on the one GPU (``--device cuda
---bf16``, 256² crops, variable rate, mixed quantization, lr 5e-4 and rate weighting 1.0 as the CPU
-campaign; scripts/campaign.py), each from its embedded weights with ``--steps 0 --max-minutes``:
-the schedule (warm-up, × 0.1 after 80 %) is fitted to the burst, so the weights it writes are
-lr-decayed and ready to evaluate. ``--out`` then holds ``<architecture>.safetensors`` (fp16,
+--bf16``, 256² crops, variable rate, mixed quantization, lr 5e-4, rate weighting 1.0 and q0, q1
+drawn twice as often, as the CPU campaign; scripts/campaign.py), each from its embedded weights
+with ``--steps 0 --max-minutes``: the schedule (warm-up, × 0.1 after 80 %) is fitted to the burst,
+so the weights it writes are lr-decayed and ready to evaluate. ``--out`` then holds ``<architecture>.safetensors`` (fp16,
 cumulative steps, core-hours and GPU-hours on top of the embedded file) and ``burst.json`` (each
 run's steps, speed and last loss terms): 4 files, within the 8 the device tool returns.
 Checkpoints (optimizer state) stay outside ``--out``. Then, here: ``shallowcodec distill`` for the
@@ -39,6 +39,7 @@ from pathlib import Path
 
 from shallowcodec.data import build_cache, default_cache
 from shallowcodec.model_files import embedded_models, model_card
+from shallowcodec.train import LOW_RATE_QUALITIES
 
 #: Minutes of the burst kept for start-up (imports, CUDA context, image cache) and saving;
 #: the trainer's --max-minutes counts training steps only.
@@ -133,6 +134,7 @@ def trainer_argv(architecture: str, weights: Path, args: argparse.Namespace, che
             "--init", str(weights), "--data", str(args.data), "--out", str(out), "--config", json.dumps(config),
             *device, *schedule, "--bf16", "--workers", str(0 if args.dry_run else args.workers),
             "--quantizer", "mixed", "--lr", "5e-4", "--rate-weighting", "1.0",
+            "--train-qualities", *map(str, LOW_RATE_QUALITIES),
             "--checkpoint", str(checkpoints / f"{architecture}.ckpt"), "--checkpoint-minutes", "1000",
             "--summary", str(checkpoints / f"{architecture}.json"), "--quiet", "--force"]
 

@@ -34,6 +34,14 @@ def test_campaign_continued_at_a_step_plans_the_remainder(tmp_path, first, crop)
     assert argv[argv.index("--steps") + 1] == str(campaign.PLANNED_STEPS - first)
     assert argv[argv.index("--crop") + 1] == str(crop)
     assert "--resume" not in argv
+    assert _draw(argv) == [0, 0, 1, 1, 2, 3, 4, 5, 6]  # q0, q1 twice as often (the q1 gap to a fixed-λ model)
+
+
+def _draw(argv: list[str]) -> list[int]:
+    """The qualities a trainer's argv draws from (its --train-qualities values)."""
+    start = argv.index("--train-qualities") + 1
+    end = next((i for i in range(start, len(argv)) if argv[i].startswith("--")), len(argv))
+    return [int(q) for q in argv[start:end]]
 
 
 def test_campaign_snapshot_branches_off_the_campaign_weights_at_a_low_lr(tmp_path):
@@ -44,6 +52,7 @@ def test_campaign_snapshot_branches_off_the_campaign_weights_at_a_low_lr(tmp_pat
         assert argv[argv.index("--steps") + 1] == str(steps) and argv[argv.index("--lr") + 1] == "5e-5"
         assert argv[argv.index("--init") + 1] == str(tmp_path / "two-layer.safetensors")
         assert argv[argv.index("--out") + 1] == str(tmp_path / "snapshot-two-layer.safetensors")
+        assert _draw(argv) == [0, 0, 1, 1, 2, 3, 4, 5, 6]
 
 
 @pytest.mark.parametrize("parallel, batches", [(1, [1, 1, 1]), (2, [2, 1]), (3, [3])])
@@ -142,6 +151,7 @@ def test_burst_trainers_run_on_the_gpu_from_the_embedded_weights(tmp_path):
     assert value["--init"] == str(weights) and value["--out"] == str(tmp_path / "out" / "jpeg-like.safetensors")
     assert not value["--checkpoint"].startswith(str(tmp_path / "out"))  # optimizer state does not come back
     assert json.loads(value["--config"])["hyper_synthesis"] == model_card(weights)["config"]["hyper_synthesis"]
+    assert _draw(argv) == [0, 0, 1, 1, 2, 3, 4, 5, 6] and argv[argv.index("--rate-weighting") + 1] == "1.0"
 
 
 def test_burst_dry_run_trains_every_model_at_once(photos24, tmp_path):

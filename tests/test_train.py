@@ -511,9 +511,10 @@ def test_train_qualities_restrict_variable_rate_training(train_folder, tmp_path,
     assert train.main(_argv(train_folder, out, "--train-qualities", "1", steps=2)) == 2
     assert "--train-qualities applies to --variable-rate training" in capsys.readouterr().err and not out.exists()
     assert train.main(_variable_rate(_argv(train_folder, out, "--train-qualities", "5", "1", "1", steps=2))) == 0
-    assert _facts(out)["train_qualities"] == [1, 5]
-    quality, lmbda = train.sample_qualities(256, torch.Generator().manual_seed(0), qualities=(1, 5))
+    assert _facts(out)["train_qualities"] == [1, 1, 5]  # a repeated quality is drawn more often
+    quality, lmbda = train.sample_qualities(3000, torch.Generator().manual_seed(0), qualities=(1, 1, 5))
     assert set(quality.tolist()) == {1.0, 5.0} and torch.allclose(lmbda, 0.00125 * 2.0**quality)
+    assert 0.63 < (quality == 1).float().mean().item() < 0.70  # 2/3 of the images
 
 
 def test_init_shared_starts_all_but_g_s_from_another_architecture(tmp_path):

@@ -82,8 +82,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                    help="variable rate: weight each image's loss by λ^-ALPHA (normalized over q0–6; 0: uniform, "
                         "0.5: about the same loss scale at every quality)")
     p.add_argument("--train-qualities", type=int, nargs="+", choices=range(len(LMBDAS)), metavar="Q",
-                   help="variable rate: draw only these qualities (default all 0–6; one quality fine-tunes the model "
-                        "as a fixed-λ model would be, e.g. to compare the two at equal steps)")
+                   help="variable rate: draw only these qualities (default all 0–6, uniformly); a repeated quality is "
+                        "drawn that much more often (0 0 1 1 2 3 4 5 6: q0 and q1 twice as often); one quality "
+                        "fine-tunes the model as a fixed-λ model would be, e.g. to compare the two at equal steps")
     p.add_argument("--data", type=Path, required=True, help="folder of training images")
     p.add_argument("--steps", type=int, required=True,
                    help="planned total steps (schedules use it); 0: fit it to --max-minutes after the first "
@@ -139,7 +140,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     if args.train_qualities and not args.variable_rate:
         raise TrainArgumentError("--train-qualities applies to --variable-rate training (a fixed-λ model has --quality)")
     lmbda = LMBDAS[args.quality] if args.lmbda is None and not args.variable_rate else args.lmbda
-    qualities = tuple(sorted(set(args.train_qualities))) if args.train_qualities else None
+    qualities = tuple(sorted(args.train_qualities)) if args.train_qualities else None
     cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)}
                       | {"lmbda": lmbda, "train_qualities": qualities})
     _check_values(cfg)

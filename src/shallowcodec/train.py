@@ -57,6 +57,10 @@ from shallowcodec.zoo import build
 FIT_SKIP = 5
 #: Schedule total until then: the lr stays at the start of its warm-up (≈ 0).
 UNPLANNED = 10**9
+#: The campaign's ``--train-qualities``: q0 and q1 drawn twice as often as q2–q6. With rate
+#: weighting 1.0 it brings q1 within 0.3 dB of a fixed-λ model at equal steps (benchmarks/README.md
+#: "Variable rate against fixed-λ models"; issue 9 item 5).
+LOW_RATE_QUALITIES = (0, 0, 1, 1, 2, 3, 4, 5, 6)
 
 
 # --- loss and schedules --------------------------------------------------------------------------
@@ -100,8 +104,9 @@ def lmbda_at(step: int, steps: int, lmbda: float | Tensor, from_scratch: bool = 
 
 def sample_qualities(batch: int, generator: torch.Generator | None = None,
                      scale: LmbdaScale = PAPER_SCALE, qualities: tuple[int, ...] | None = None) -> tuple[Tensor, Tensor]:
-    """Variable-rate training: one integer quality per image, uniform over 0–6 (or over
-    ``qualities``, e.g. one quality for a fixed-λ fine-tune of a variable-rate model), and its λ.
+    """Variable-rate training: one integer quality per image, uniform over 0–6 (or over the
+    entries of ``qualities``: a repeated quality is drawn that much more often; one quality is
+    a fixed-λ fine-tune of a variable-rate model), and its λ.
 
     Returns:
         (quality (B,) float, λ (B,)), λ = λ₀ · r^quality of the model's λ ``scale``.
