@@ -163,9 +163,13 @@ def main() -> None:
                         help=f"steps of that branch (default {SNAPSHOT_STEPS})")
     args = parser.parse_args()
     if args.status:
+        if not args.run.is_dir():
+            parser.error(f"no campaign folder {args.run}")
         return status(args.run)
     if args.data is None:
         parser.error("--data is required to train")
+    if not 0 <= args.rate_weighting <= 2:
+        parser.error(f"--rate-weighting must be in [0, 2], got {args.rate_weighting:g}")
     if args.snapshot:
         trained = [a for a in ARCHITECTURES if (args.run / f"{a}.safetensors").exists()]
         for i in range(0, len(trained), args.parallel):
@@ -223,6 +227,9 @@ def main() -> None:
             with open(args.run / "log.jsonl", "a") as log:
                 log.write(json.dumps(line) + "\n")
             print(json.dumps(line), flush=True)
+        if 2 in codes and not stopping:  # bad usage (e.g. a checkpoint of another recipe) fails every time
+            sys.exit("campaign: a slice refused its arguments (its message is above): fix them or start a new --run "
+                     "folder with --first-step")
         if any(codes) and not stopping:
             time.sleep(60)  # a failed slice (e.g. an interrupted edit of the code) is retried
 

@@ -17,9 +17,10 @@ lacks). It prints the one command to give the device tool, with ``carry: [".burs
 --bf16``, 256² crops, variable rate, mixed quantization, lr 5e-4, rate weighting 1.0 and q0, q1
 drawn twice as often, as the CPU campaign; scripts/campaign.py), each from its embedded weights
 with ``--steps 0 --max-minutes``: the schedule (warm-up, × 0.1 after 80 %) is fitted to the burst,
-so the weights it writes are lr-decayed and ready to evaluate. ``--out`` then holds ``<architecture>.safetensors`` (fp16,
-cumulative steps, core-hours and GPU-hours on top of the embedded file) and ``burst.json`` (each
-run's steps, speed and last loss terms): 4 files, within the 8 the device tool returns.
+so the weights it writes are lr-decayed and ready to evaluate. ``--out`` then holds
+``<architecture>.safetensors`` (fp16, cumulative steps, core-hours and GPU-hours on top of the
+embedded file) and ``burst.json`` (each run's steps, speed and last loss terms): 4 files, within
+the 8 the device tool returns.
 Checkpoints (optimizer state) stay outside ``--out``. Then, here: ``shallowcodec distill`` for the
 cheap h_s and ``shallowcodec eval`` as after a CPU stretch (benchmarks/README.md), and
 ``scripts/embed_weights.py`` for a file that is better by ≥ 3 % BD-rate.

@@ -37,3 +37,7 @@ def test_fixed_gap_interpolates_the_variable_curve_at_the_fixed_bpp():
         fixed_gap.gap(result([(0.05, 24.0, 0.88)]), variable)
     with pytest.raises(ValueError, match="not the same"):
         fixed_gap.gap(result([(0.2, 28.3, 0.93)], image="b.png"), variable)
+    with pytest.raises(ValueError, match="must have one point"):  # a fresh user's sweep given as the fixed model
+        fixed_gap.gap(variable, variable)
+    with pytest.raises(ValueError, match="a curve needs at least 2"):
+        fixed_gap.gap(result([(0.2, 28.3, 0.93)]), result([(0.2, 28.0, 0.92)]))

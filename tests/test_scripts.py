@@ -108,7 +108,8 @@ def test_campaign_moves_a_new_folder_to_another_lmbda_scale(tmp_path):
 
 
 @pytest.mark.parametrize("extra, message", [(["--first-step", "100", "--lmbda-scale", "0", "2"], "lmbda_scale must be"),
-                                            (["--lmbda-scale", "0.001", "2"], "give --first-step too")])
+                                            (["--lmbda-scale", "0.001", "2"], "give --first-step too"),
+                                            (["--rate-weighting", "3"], "--rate-weighting must be in [0, 2]")])
 def test_campaign_refuses_a_bad_or_misplaced_lmbda_scale(tmp_path, extra, message):
     result = subprocess.run([sys.executable, str(SCRIPTS / "campaign.py"), "--run", str(tmp_path / "run"),
                              "--data", str(tmp_path), *extra], capture_output=True, text=True)
@@ -120,6 +121,24 @@ def test_campaign_status_of_a_folder_without_slices(tmp_path):
     result = subprocess.run([sys.executable, str(SCRIPTS / "campaign.py"), "--run", str(tmp_path), "--status"],
                             capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout == f"{tmp_path}: no campaign slice has finished here yet\n"
+    missing = subprocess.run([sys.executable, str(SCRIPTS / "campaign.py"), "--run", str(tmp_path / "nope"),
+                              "--status"], capture_output=True, text=True)
+    assert missing.returncode == 2 and "no campaign folder" in missing.stderr
+
+
+def test_campaign_stops_when_a_slice_refuses_its_arguments(tmp_path, monkeypatch, capsys):
+    """A slice that exits 2 (bad usage, e.g. a checkpoint of another recipe) would fail again: no retry."""
+    campaign = load_script("campaign")
+    monkeypatch.setattr(campaign, "embedded_models", lambda: {})
+    monkeypatch.setattr(campaign, "core_hours", lambda run, a: 0.0)
+    monkeypatch.setattr(campaign, "slice_argv", lambda run, a, *rest: [a])
+    starts = []
+    monkeypatch.setattr(campaign.subprocess, "Popen", lambda argv: starts.append(argv) or Namespace(wait=lambda: 2))
+    monkeypatch.setattr(campaign.time, "sleep", lambda s: pytest.fail("retried a refused slice"))
+    monkeypatch.setattr(sys, "argv", ["campaign.py", "--run", str(tmp_path), "--data", "photos"])
+    with pytest.raises(SystemExit, match="refused its arguments"):
+        campaign.main()
+    assert starts == [["two-layer"]]
 
 
 def test_burst_photos_are_packed_as_the_trainer_caches_them(tmp_path):

@@ -406,6 +406,25 @@ def test_resume_with_another_lmbda_scale_is_refused_and_old_checkpoints_still_re
     assert train.main(paper) == 0 and model_files.model_card(out)["lmbdas"][0] == 0.0005
 
 
+def test_resume_keeps_its_recipe_or_refuses(train_folder, tmp_path, capsys):
+    """A fresh-user report: resuming with other --train-qualities (or none) trained on and wrote the
+    new options into the weights as if the whole run had used them."""
+    out = tmp_path / "vr.safetensors"
+    recipe = ["--rate-weighting", "1.0", "--train-qualities", "0", "0", "1", "1", "2", "3", "4", "5", "6"]
+    assert train.main(_variable_rate(_argv(train_folder, out, *recipe, steps=2))) == 0
+    ckpt = str(tmp_path / "vr.safetensors.ckpt")
+    capsys.readouterr()
+    _fails(_variable_rate(_argv(train_folder, out, "--resume", ckpt, "--force", "--train-qualities", "3", steps=4)),
+           capsys, "it trained with --train-qualities 0 0 1 1 2 3 4 5 6 --rate-weighting 1.0, this command gives "
+           "--train-qualities 3 --rate-weighting 0.0", code=2)
+    _fails(_variable_rate(_argv(train_folder, out, "--resume", ckpt, "--force", "--rate-weighting", "1.0", steps=4)),
+           capsys, "--train-qualities 0 0 1 1 2 3 4 5 6, this command gives --train-qualities (all)", code=2)
+    # crop, batch, precision and threads may change (the campaign moves from 128² to 256² crops)
+    resumed = _variable_rate(_argv(train_folder, out, "--resume", ckpt, "--force", *recipe, steps=4))
+    resumed[resumed.index("--batch-size") + 1] = "1"
+    assert train.main(resumed) == 0 and _facts(out)["train_qualities"] == [0, 0, 1, 1, 2, 3, 4, 5, 6]
+
+
 def test_unreadable_training_image_is_skipped_by_name(train_folder, tmp_path, capsys):
     (train_folder / "bad.png").write_bytes((train_folder / "crop0.png").read_bytes()[:300])
     out = tmp_path / "w.safetensors"

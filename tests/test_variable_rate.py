@@ -230,8 +230,9 @@ def test_eval_weights_file_at_several_qualities(codec_factory, crops_folder, tmp
     assert result["points"][0]["mean"]["bpp"] < result["points"][1]["mean"]["bpp"]
     capsys.readouterr()
     codec_factory("fixed.safetensors")
-    assert cli.main(["eval", str(crops_folder), "--weights", str(tmp_path / "fixed.safetensors"), "--quality", "4"]) == 1
-    assert "fixed-λ quality 3, not quality 4" in capsys.readouterr().err
+    fixed = tmp_path / "fixed.safetensors"
+    assert cli.main(["eval", str(crops_folder), "--weights", str(fixed), "--qualities", "0", "3"]) == 2  # bad usage
+    assert f"{fixed} is a fixed-λ model of quality 3: give no --quality or that one, not 0 3" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("bad", ["7", "-1", "nan", "high"])

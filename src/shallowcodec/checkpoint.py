@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from shallowcodec.atomic import atomic_write
-from shallowcodec.config import TrainConfig
+from shallowcodec.config import TrainArgumentError, TrainConfig
 from shallowcodec.distributed import Process
 from shallowcodec.hyperprior import ShallowHyperprior
 from shallowcodec.model_files import model_card
@@ -73,8 +73,9 @@ def restore(cfg: TrainConfig, model: ShallowHyperprior, optimizers: tuple,
     """Load ``--resume`` (model, optimizers, progress) or copy ``--init`` weights.
 
     A resumed job keeps the planned total of its checkpoint (older checkpoints: their ``--steps``);
-    a different ``--steps`` is ignored with a notice. It also keeps the checkpoint's ``--init``
-    (when not given again), so a resumed fine-tune skips the 10 λ phase and counts the init's steps.
+    a different ``--steps`` is ignored with a notice, a different recipe refused (:func:`check_recipe`).
+    It also keeps the checkpoint's ``--init`` (when not given again), so a resumed fine-tune skips
+    the 10 λ phase and counts the init's steps.
 
     Returns:
         (the starting progress, the --init weights the job started from or None).
@@ -82,6 +83,7 @@ def restore(cfg: TrainConfig, model: ShallowHyperprior, optimizers: tuple,
     Raises:
         ValueError: the checkpoint is not one of this model, config and rate mode; or (from
             :func:`copy_from`) the --init weights do not fit the model.
+        TrainArgumentError: options of the R-D objective differ from the checkpoint's.
         ModelNotFoundError: the --init weights cannot be loaded.
     """
     if not cfg.resume:
@@ -103,6 +105,7 @@ def restore(cfg: TrainConfig, model: ShallowHyperprior, optimizers: tuple,
         raise ValueError(f"cannot resume from {cfg.resume}: its model has the λ scale {scale}, this --config "
                          f"[{model.gain.scale.lmbda_min:g}, {model.gain.scale.ratio:g}] (give its lmbda_scale)")
     stored_args = json.loads(state["args"])
+    check_recipe(cfg, stored_args)
     init = cfg.init
     if init is None and stored_args.get("init") and Path(stored_args["init"]).is_file():
         init = Path(stored_args["init"])  # a resumed fine-tune: no 10 λ phase, cumulative totals
@@ -112,6 +115,36 @@ def restore(cfg: TrainConfig, model: ShallowHyperprior, optimizers: tuple,
               f"(--steps {cfg.steps} ignored)", file=sys.stderr)
     hours = state.get("hours") or run_hours(state["seconds"], proc)  # older checkpoints: as run like this one
     return Progress(state["step"], state["seconds"], stored or cfg.steps or None, hours), init
+
+
+#: Options that define what a run optimizes; a resumed run must give the checkpoint's (crop, batch,
+#: precision, threads and time limits may change: the campaign moves from 128² to 256² crops).
+RECIPE = ("quality", "lmbda", "lr", "quantizer", "train_qualities", "rate_weighting")
+
+
+def check_recipe(cfg: TrainConfig, stored: dict) -> None:
+    """Refuse to resume a checkpoint with another R-D recipe (:data:`RECIPE`): the weights it
+    writes would record the new options for every step of the run.
+
+    ``stored``: the checkpoint's ``args`` (options absent from older checkpoints are not checked).
+
+    Raises:
+        TrainArgumentError: the differing options, as given and as stored (one line).
+    """
+    def shown(name: str, value) -> str:
+        if isinstance(value, (list, tuple)):
+            value = " ".join(map(str, value))
+        return f"--{name.replace('_', '-')} {'(all)' if value is None and name == 'train_qualities' else value}"
+
+    def same(a, b) -> bool:
+        return (list(a) if isinstance(a, (list, tuple)) else a) == (list(b) if isinstance(b, (list, tuple)) else b)
+
+    differ = [n for n in RECIPE if n in stored and not same(stored[n], getattr(cfg, n))]
+    if differ:
+        raise TrainArgumentError(
+            f"cannot resume from {cfg.resume}: it trained with {' '.join(shown(n, stored[n]) for n in differ)}, this "
+            f"command gives {' '.join(shown(n, getattr(cfg, n)) for n in differ)} (a resumed run keeps its recipe; "
+            "start a new run with --init to change it)")
 
 
 def copy_from(model: ShallowHyperprior, init: LoadedModel, architecture: str) -> None:

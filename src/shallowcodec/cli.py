@@ -342,6 +342,9 @@ def eval_codecs(args: argparse.Namespace) -> list:
             raise UsageError(f"model qualities are 0–{MAX_QUALITY}, got {' '.join(f'{q:g}' for q in qualities)}") from None
     if args.weights:
         loaded = load_weights(args.weights)
+        if not loaded.variable_rate and any(q != loaded.quality for q in qualities or []):
+            raise UsageError(f"{args.weights} is a fixed-λ model of quality {loaded.quality}: give no --quality or "
+                             f"that one, not {' '.join(f'{q:g}' for q in qualities)}")
         return [Codec(loaded, q) for q in (qualities or [None])]
     return [load(args.model, q) for q in (qualities or [None])]
 
@@ -349,9 +352,10 @@ def eval_codecs(args: argparse.Namespace) -> list:
 def point_summary(point: dict) -> str:
     """One line of means of a result point: quality, λ, bpp, PSNR, MS-SSIM, seconds."""
     m = point["mean"]
-    lmbda = f" (λ={point['lmbda']})" if point["lmbda"] is not None else ""
+    lmbda = f" (λ={point['lmbda']:.6g})" if point["lmbda"] is not None else ""
     ms_ssim = f", MS-SSIM {m['ms_ssim']:.4f}" if "ms_ssim" in m else ""
-    return (f"q{point['quality']:g}{lmbda}: mean over {len(point['images'])} images: {m['bpp']:.4f} bpp, "
+    n = len(point["images"])
+    return (f"q{point['quality']:g}{lmbda}: mean over {n} image{'s' * (n != 1)}: {m['bpp']:.4f} bpp, "
             f"{m['psnr']:.2f} dB PSNR{ms_ssim}, encode {m['encode_s']:.3f} s, decode {m['decode_s']:.3f} s")
 
 

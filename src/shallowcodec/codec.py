@@ -75,7 +75,7 @@ class Codec:
         if not loaded.variable_rate:
             if quality is not None and quality != loaded.quality:
                 raise ValueError(f"these {loaded.architecture} weights are fixed-λ quality {loaded.quality}, "
-                                 f"not quality {quality}")
+                                 f"not quality {quality:g}")
             self.quality: float = loaded.quality
             self.lmbda: float = loaded.lmbda
         else:
