@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from shallowcodec import data, distributed, model_files, quality, train, zoo
+from shallowcodec import cli, data, distributed, model_files, quality, train, zoo
 from shallowcodec.config import build_parser, config_from_args
 from shallowcodec.images import tensor_to_image
 
@@ -419,6 +419,8 @@ def test_resume_keeps_its_recipe_or_refuses(train_folder, tmp_path, capsys):
            "--train-qualities 3 --rate-weighting 0.0", code=2)
     _fails(_variable_rate(_argv(train_folder, out, "--resume", ckpt, "--force", "--rate-weighting", "1.0", steps=4)),
            capsys, "--train-qualities 0 0 1 1 2 3 4 5 6, this command gives --train-qualities (all)", code=2)
+    assert cli.main(["train", *_variable_rate(_argv(train_folder, out, "--resume", ckpt, "--force", steps=4))]) == 2
+    assert "a resumed run keeps its recipe" in capsys.readouterr().err
     # crop, batch, precision and threads may change (the campaign moves from 128² to 256² crops)
     resumed = _variable_rate(_argv(train_folder, out, "--resume", ckpt, "--force", *recipe, steps=4))
     resumed[resumed.index("--batch-size") + 1] = "1"

@@ -364,10 +364,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     from shallowcodec.config import TrainArgumentError, config_from_args
 
     try:
-        cfg = config_from_args(args)
-    except TrainArgumentError as e:
+        path = training.train(config_from_args(args))
+    except TrainArgumentError as e:  # also a --resume of another recipe
         raise UsageError(str(e)) from None
-    path = training.train(cfg)
     if os.environ.get("RANK", "0") == "0":  # one line per run, also under torchrun
         print(path)
 
