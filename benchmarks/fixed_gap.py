@@ -16,9 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-from scipy.interpolate import PchipInterpolator
-
+from shallowcodec import bdrate
 from shallowcodec.atomic import atomic_write
 from shallowcodec.evaluation import check_same_images, curve, load_result
 
@@ -57,8 +55,7 @@ def gap(fixed: dict, variable: dict) -> dict:
         if not rates.min() <= bpp <= rates.max():
             raise ValueError(f"{variable.get('label')}: {bpp:.4f} bpp is outside its curve "
                              f"({rates.min():.4f}–{rates.max():.4f} bpp)")
-        order = np.argsort(rates)
-        at = float(PchipInterpolator(np.log(rates[order]), values[order])(np.log(bpp)))
+        at = bdrate.quality_at(rates, values, bpp)
         out |= {"bpp": bpp, f"fixed_{metric}": value, f"variable_{metric}": at, f"gap_{metric}": at - value}
     return out
 

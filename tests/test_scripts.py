@@ -1,7 +1,9 @@
-"""The training scripts: the CPU campaign's schedule (scripts/campaign.py) and the GPU burst (scripts/gpu_burst.py)."""
+"""The scripts: the CPU campaign's schedule (scripts/campaign.py), the GPU burst (scripts/gpu_burst.py) and
+the benchmark whose numbers closed issue 9 item 5 (benchmarks/fixed_gap.py, variable rate against fixed λ)."""
 
 import importlib.util
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -12,13 +14,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from shallowcodec.evaluation import rd_result
 from shallowcodec.model_files import embedded_models, model_card
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+BENCHMARKS = SCRIPTS.parent / "benchmarks"
 
 
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+def load_script(name: str, folder: Path = SCRIPTS):
+    spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -196,3 +200,28 @@ def test_campaign_uses_bf16_only_where_the_cpu_has_it(tmp_path, monkeypatch):
     for native in (False, True):
         monkeypatch.setattr(campaign, "cpu_has_native_bf16", lambda: native)
         assert ("--bf16" in campaign.slice_argv(tmp_path, "jpeg-like", Path("photos"), 15, 1, 0.5)) == native
+
+
+def result(points: list[tuple[float, float, float]], image: str = "a.png") -> dict:
+    """A result file of one image with (bpp, PSNR dB, MS-SSIM) points."""
+    return rd_result("shallowcodec", "two-layer", "photos", [
+        {"quality": q, "mean": {"bpp": b, "psnr": p, "ms_ssim": m}, "images": [{"image": image}]}
+        for q, (b, p, m) in enumerate(points)])
+
+
+def test_fixed_gap_interpolates_the_variable_curve_at_the_fixed_bpp():
+    fixed_gap = load_script("fixed_gap", BENCHMARKS)
+    # PSNR linear in log bpp: 3 dB per doubling, so at 0.2 bpp (between 0.1 and 0.4) exactly 28 dB
+    variable = result([(0.1, 25.0, 0.90), (0.4, 31.0, 0.96), (0.8, 34.0, 0.98)])
+    row = fixed_gap.gap(result([(0.2, 28.3, 0.93)]), variable)
+    assert row["bpp"] == 0.2 and row["fixed_psnr"] == 28.3
+    assert row["variable_psnr"] == pytest.approx(28.0, abs=0.02) and row["gap_psnr"] == pytest.approx(-0.3, abs=0.02)
+    assert row["fixed_ms_ssim_db"] == pytest.approx(-10 * math.log10(0.07))
+    with pytest.raises(ValueError, match="outside its curve"):
+        fixed_gap.gap(result([(0.05, 24.0, 0.88)]), variable)
+    with pytest.raises(ValueError, match="not the same"):
+        fixed_gap.gap(result([(0.2, 28.3, 0.93)], image="b.png"), variable)
+    with pytest.raises(ValueError, match="must have one point"):  # a fresh user's sweep given as the fixed model
+        fixed_gap.gap(variable, variable)
+    with pytest.raises(ValueError, match="a curve needs at least 2"):
+        fixed_gap.gap(result([(0.2, 28.3, 0.93)]), result([(0.2, 28.0, 0.92)]))

@@ -66,9 +66,25 @@ def _mean_difference(x_a, y_a, x_b, y_b, axis: str) -> float:
     return (_integral(x_b, y_b, lo, hi) - _integral(x_a, y_a, lo, hi)) / (hi - lo)
 
 
-def _integral(x, y, lo: float, hi: float) -> float:
+def quality_at(rate, quality, at_rate: float) -> float:
+    """Quality of a curve at ``at_rate``, PCHIP over log rate as in :func:`bd_quality` (outside the
+    curve's rates: extrapolated; check the range where that matters).
+
+    Raises:
+        ValueError: as :func:`bd_rate` for one curve.
+    """
+    log_rate, quality = _points(rate, quality)
+    return float(_pchip(log_rate, quality)(np.log(at_rate)))
+
+
+def _pchip(x, y) -> PchipInterpolator:
+    """PCHIP through the points in x order."""
     order = np.argsort(x)
     x, y = x[order], y[order]
     if np.any(np.diff(x) == 0):
         raise ValueError("a curve has two points with the same rate or quality")
-    return float(PchipInterpolator(x, y).integrate(lo, hi))
+    return PchipInterpolator(x, y)
+
+
+def _integral(x, y, lo: float, hi: float) -> float:
+    return float(_pchip(x, y).integrate(lo, hi))

@@ -62,7 +62,7 @@ def save_checkpoint(path: Path, model: ShallowHyperprior, optimizers: tuple, pro
     state = {
         "model": model.state_dict(), "optimizer": optimizer.state_dict(), "aux_optimizer": aux_optimizer.state_dict(),
         "step": progress.step, "seconds": progress.seconds, "planned_steps": progress.planned, "hours": progress.hours,
-        "args": json.dumps(asdict(cfg), default=str),
+        "args": _args_json(cfg),
         "lmbda_scale": [model.gain.scale.lmbda_min, model.gain.scale.ratio] if model.variable_rate else None,
     }
     atomic_write(path, lambda f: torch.save(state, f))
@@ -117,6 +117,11 @@ def restore(cfg: TrainConfig, model: ShallowHyperprior, optimizers: tuple,
     return Progress(state["step"], state["seconds"], stored or cfg.steps or None, hours), init
 
 
+def _args_json(cfg: TrainConfig) -> str:
+    """A job's configuration as a checkpoint stores it (JSON; paths as text)."""
+    return json.dumps(asdict(cfg), default=str)
+
+
 #: Options that define what a run optimizes; a resumed run must give the checkpoint's (crop, batch,
 #: precision, threads and time limits may change: the campaign moves from 128² to 256² crops).
 RECIPE = ("quality", "lmbda", "lr", "quantizer", "train_qualities", "rate_weighting")
@@ -131,19 +136,17 @@ def check_recipe(cfg: TrainConfig, stored: dict) -> None:
     Raises:
         TrainArgumentError: the differing options, as given and as stored (one line).
     """
+    given = json.loads(_args_json(cfg))  # as the checkpoint stored its own (tuples as lists)
+    differ = [n for n in RECIPE if n in stored and stored[n] != given[n]]
+
     def shown(name: str, value) -> str:
-        if isinstance(value, (list, tuple)):
-            value = " ".join(map(str, value))
+        value = " ".join(map(str, value)) if isinstance(value, list) else value
         return f"--{name.replace('_', '-')} {'(all)' if value is None and name == 'train_qualities' else value}"
 
-    def same(a, b) -> bool:
-        return (list(a) if isinstance(a, (list, tuple)) else a) == (list(b) if isinstance(b, (list, tuple)) else b)
-
-    differ = [n for n in RECIPE if n in stored and not same(stored[n], getattr(cfg, n))]
     if differ:
         raise TrainArgumentError(
             f"cannot resume from {cfg.resume}: it trained with {' '.join(shown(n, stored[n]) for n in differ)}, this "
-            f"command gives {' '.join(shown(n, getattr(cfg, n)) for n in differ)} (a resumed run keeps its recipe; "
+            f"command gives {' '.join(shown(n, given[n]) for n in differ)} (a resumed run keeps its recipe; "
             "start a new run with --init to change it)")
 
 
