@@ -1,15 +1,17 @@
 """The rate–distortion campaign: continue every embedded model in resumable CPU stretches.
 
-    python scripts/campaign.py --data ../shared/data/train-photos --run RUN [--slice-minutes 15]
+    python scripts/campaign.py --data ../shared/data/train-photos ../shared/data/train-photos-2 --run RUN [--slice-minutes 15]
     kill -TERM <pid of this script>        # stops cleanly: the running slice checkpoints, then exit
     python scripts/campaign.py --run RUN --status
 
-One campaign per RUN folder. At its first start, each embedded variable-rate file is copied to
-``RUN/init-<architecture>.safetensors``, the fixed start of that architecture's campaign (its
-training totals make the written weights cumulative). Then the architectures take turns in
-slices of ``--slice-minutes`` of training each, the one with the fewest cumulative core-hours
-next (equal budgets; every model advances even when a stretch is cut short; ``--parallel 2``
-trains the two with the fewest at once), each slice a ``shallowcodec train --resume`` of
+One campaign per RUN folder. At its first start, each embedded variable-rate file of
+:data:`ARCHITECTURES` is copied to ``RUN/init-<architecture>.safetensors``, the fixed start of that
+architecture's campaign (its training totals make the written weights cumulative). Then the
+architectures take turns in slices of ``--slice-minutes`` of training each, the one whose
+core-hours in this folder are the fewest for its :data:`SHARES` next (two-layer, the default
+model, gets two thirds of the compute and jpeg-like one third; mbt2018-mean is the baseline and
+stays as embedded; every model advances even when a stretch is cut short; ``--parallel 2``
+trains two at once), each slice a ``shallowcodec train --resume`` of
 ``RUN/<architecture>.safetensors.ckpt`` with the campaign's fixed schedule:
 
 * ``PLANNED_STEPS`` steps in all (the lr warm-up at the start, × 0.1 only after 80 %: the
@@ -57,7 +59,9 @@ from shallowcodec.train import LOW_RATE_QUALITIES, cpu_has_native_bf16
 PLANNED_STEPS = 56_000  # ≈ 12 core-hours per architecture at 256² on this CPU (the issue's fallback budget)
 CROP_256_FROM = 20_000
 SNAPSHOT_STEPS = 300
-ARCHITECTURES = ("two-layer", "jpeg-like", "mbt2018-mean")
+#: Trained architectures and their shares of the campaign's core-hours (the default model first).
+SHARES = {"two-layer": 2, "jpeg-like": 1}
+ARCHITECTURES = tuple(SHARES)
 
 
 def start_record(run: Path) -> dict:
@@ -77,10 +81,13 @@ def done_steps(run: Path, architecture: str) -> int:
     return first_step(run) + (model_card(weights)["steps"] if weights.exists() else 0)
 
 
-def core_hours(run: Path, architecture: str) -> float:
-    """Cumulative core-hours of an architecture: its campaign weights', else its start's."""
+def share_used(run: Path, architecture: str) -> float:
+    """Core-hours an architecture trained in this RUN folder, divided by its share (:data:`SHARES`)."""
     weights = run / f"{architecture}.safetensors"
-    return model_card(weights if weights.exists() else run / f"init-{architecture}.safetensors").get("core_hours", 0.0)
+    if not weights.exists():
+        return 0.0
+    start = model_card(run / f"init-{architecture}.safetensors").get("core_hours", 0.0)
+    return (model_card(weights).get("core_hours", 0.0) - start) / SHARES[architecture]
 
 
 def precision() -> list[str]:
@@ -96,7 +103,7 @@ def recipe(rate_weighting: float) -> list[str]:
             "--train-qualities", *map(str, LOW_RATE_QUALITIES)]
 
 
-def slice_argv(run: Path, architecture: str, data: Path, minutes: float, threads: int, rate_weighting: float) -> list[str]:
+def slice_argv(run: Path, architecture: str, data: list[Path], minutes: float, threads: int, rate_weighting: float) -> list[str]:
     """Trainer arguments of one slice (resuming the architecture's checkpoint when it has one)."""
     init = run / f"init-{architecture}.safetensors"
     out = run / f"{architecture}.safetensors"
@@ -106,7 +113,7 @@ def slice_argv(run: Path, architecture: str, data: Path, minutes: float, threads
     if "lmbda_scale" in start_record(run):
         config["lmbda_scale"] = start_record(run)["lmbda_scale"]
     return [sys.executable, "-m", "shallowcodec.train", "--model", architecture, "--variable-rate",
-            "--init", str(init), "--data", str(data), "--out", str(out), "--config", json.dumps(config),
+            "--init", str(init), "--data", *map(str, data), "--out", str(out), "--config", json.dumps(config),
             "--steps", str(PLANNED_STEPS - first_step(run)), "--crop", str(crop), "--batch-size", "8", "--lr", "5e-4",
             *recipe(rate_weighting),
             "--threads", str(threads), "--workers", "1", "--max-minutes", f"{minutes:g}",
@@ -114,14 +121,14 @@ def slice_argv(run: Path, architecture: str, data: Path, minutes: float, threads
             *(["--resume", str(ckpt)] if ckpt.exists() else [])]
 
 
-def snapshot_argv(run: Path, architecture: str, data: Path, threads: int, rate_weighting: float,
+def snapshot_argv(run: Path, architecture: str, data: list[Path], threads: int, rate_weighting: float,
                   steps: int = SNAPSHOT_STEPS) -> list[str]:
     """Trainer arguments of the lr-decayed evaluation branch (``steps`` at lr 5e-5) of an architecture's
     campaign weights."""
     weights = run / f"{architecture}.safetensors"
     crop = 128 if done_steps(run, architecture) < CROP_256_FROM else 256
     return [sys.executable, "-m", "shallowcodec.train", "--model", architecture, "--variable-rate",
-            "--init", str(weights), "--data", str(data), "--out", str(run / f"snapshot-{architecture}.safetensors"),
+            "--init", str(weights), "--data", *map(str, data), "--out", str(run / f"snapshot-{architecture}.safetensors"),
             "--steps", str(steps), "--crop", str(crop), "--batch-size", "8", "--lr", "5e-5",
             *recipe(rate_weighting),
             "--threads", str(threads), "--workers", "1", "--quiet", "--force"]
@@ -143,7 +150,7 @@ def status(run: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, required=True, help="campaign folder")
-    parser.add_argument("--data", type=Path, help="training images")
+    parser.add_argument("--data", type=Path, nargs="+", help="folders of training images")
     parser.add_argument("--slice-minutes", type=float, default=15.0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--parallel", type=int, default=1, choices=range(1, len(ARCHITECTURES) + 1),
@@ -215,8 +222,8 @@ def main() -> None:
         pending = [a for a in ARCHITECTURES if done_steps(args.run, a) < PLANNED_STEPS]
         if not pending:
             break
-        # equal cumulative budgets: the architectures with the fewest core-hours, one per process
-        chosen = sorted(pending, key=lambda a: core_hours(args.run, a))[: args.parallel]
+        # budgets by share: the architectures furthest behind theirs, one per process
+        chosen = sorted(pending, key=lambda a: share_used(args.run, a))[: args.parallel]
         start = time.time()
         trainer[:] = [subprocess.Popen(slice_argv(args.run, a, args.data, args.slice_minutes, args.threads,
                                                   args.rate_weighting)) for a in chosen]

@@ -244,7 +244,7 @@ def test_tiny_training_run_writes_loadable_weights(train_folder, tmp_path, resto
     init = zoo.build("two-layer", N=8, M=16)
     assert not torch.equal(init.g_s.out.weight.half().float(), loaded.model.g_s.out.weight)
     assert (tmp_path / "tiny.safetensors.ckpt").is_file()
-    assert len(list((tmp_path / "cache").glob("*.npy"))) == 3
+    assert len(list((tmp_path / "cache").glob("*/*.npy"))) == 3  # one cache folder per --data folder
 
 
 def test_stopped_run_resumes_its_planned_schedule(train_folder, tmp_path, restore_threads, capsys):

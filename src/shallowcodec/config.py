@@ -31,7 +31,7 @@ class TrainConfig:
     """
 
     model: str
-    data: Path
+    data: tuple[Path, ...]
     steps: int
     out: Path
     quality: int | None = None
@@ -85,7 +85,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                    help="variable rate: draw only these qualities (default all 0–6, uniformly); a repeated quality is "
                         "drawn that much more often (0 0 1 1 2 3 4 5 6: q0 and q1 twice as often); one quality "
                         "fine-tunes the model as a fixed-λ model would be, e.g. to compare the two at equal steps")
-    p.add_argument("--data", type=Path, required=True, help="folder of training images")
+    p.add_argument("--data", type=Path, nargs="+", required=True,
+                   help="folders of training images (crops are drawn from all of them, an image uniformly)")
     p.add_argument("--steps", type=int, required=True,
                    help="planned total steps (schedules use it); 0: fit it to --max-minutes after the first "
                         f"{FIT_AFTER} steps; --resume keeps the checkpoint's total")
@@ -98,7 +99,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--max-side", type=int, default=512,
                    help="images are cached downscaled (Lanczos) to a shorter side of at most this many pixels")
     p.add_argument("--cache", type=Path,
-                   help="folder of decoded images (default: ~/.cache/shallowcodec/<hash of the --data path>-<max side>)")
+                   help="folder of decoded-image caches, one <hash of a --data path>-<max side> folder per --data "
+                        "folder (default: ~/.cache/shallowcodec)")
     p.add_argument("--workers", type=int, default=2, help="data-loading processes per training process (0: none)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="cuda: GPU LOCAL_RANK under torchrun")
@@ -142,7 +144,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     lmbda = LMBDAS[args.quality] if args.lmbda is None and not args.variable_rate else args.lmbda
     qualities = tuple(sorted(args.train_qualities)) if args.train_qualities else None
     cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)}
-                      | {"lmbda": lmbda, "train_qualities": qualities})
+                      | {"lmbda": lmbda, "train_qualities": qualities, "data": tuple(args.data)})
     _check_values(cfg)
     check_out_path(cfg)
     return cfg
@@ -178,7 +180,8 @@ def check_out_path(cfg: TrainConfig) -> None:
         raise ValueError(f"the folder of --out {cfg.out} does not exist")
     if any(p is not None and out == Path(p).resolve() for p in (cfg.init, cfg.resume)):
         raise ValueError(f"--out {cfg.out} would replace the weights or checkpoint it starts from")
-    if Path(cfg.data).resolve() in out.parents:
-        raise ValueError(f"--out {cfg.out} is inside the data folder {cfg.data}")
+    for folder in cfg.data:
+        if Path(folder).resolve() in out.parents:
+            raise ValueError(f"--out {cfg.out} is inside the data folder {folder}")
     if out.exists() and not (cfg.force or cfg.resume):
         raise ValueError(f"{cfg.out} exists (use --force to replace it)")

@@ -1,11 +1,13 @@
 """Training data: a decoded image cache, random crops from it, and the loader that batches them.
 
-* cache: every image of ``--data`` is decoded once, downscaled (Lanczos) to a shorter side of at
-  most ``--max-side`` pixels and stored as an uncompressed (H, W, 3) uint8 ``.npy`` in ``--cache``
-  (default ``~/.cache/shallowcodec/<sha256 of the data path, 12 hex>-<max side>``), keyed by file
-  name, size and mtime; nothing is written into the data folder;
+* cache: every image of each ``--data`` folder is decoded once, downscaled (Lanczos) to a shorter
+  side of at most ``--max-side`` pixels and stored as an uncompressed (H, W, 3) uint8 ``.npy`` in
+  that folder's cache ``<--cache>/<sha256 of the data path, 12 hex>-<max side>`` (``--cache``
+  default ``~/.cache/shallowcodec``), keyed by file name, size and mtime; nothing is written into
+  a data folder;
 * :class:`RandomCrops`: an endless stream of random ``--crop`` squares with random horizontal
-  flips, read from the memory-mapped cache, seeded per (seed, rank, worker, starting step);
+  flips, read from the memory-mapped caches of all folders (an image uniformly), seeded per
+  (seed, rank, worker, starting step);
 * a DataLoader with ``--workers`` processes; the model sees float (B, 3, crop, crop) batches in
   [0, 1], B = ``--batch-size`` per process.
 """
@@ -32,10 +34,11 @@ from shallowcodec.distributed import Process, rank0_first
 from shallowcodec.images import image_files, image_to_tensor
 
 
-def default_cache(data: Path, max_side: int) -> Path:
-    """``~/.cache/shallowcodec/<first 12 hex digits of sha256(resolved data path)>-<max_side>``."""
+def default_cache(data: Path, max_side: int, root: Path | None = None) -> Path:
+    """The cache folder of one data folder: ``<root>/<first 12 hex digits of sha256(resolved data
+    path)>-<max_side>``, ``root`` by default ``~/.cache/shallowcodec``."""
     digest = hashlib.sha256(str(Path(data).resolve()).encode()).hexdigest()[:12]
-    return Path.home() / ".cache" / "shallowcodec" / f"{digest}-{max_side}"
+    return Path(root or Path.home() / ".cache" / "shallowcodec") / f"{digest}-{max_side}"
 
 
 def build_cache(data: Path, cache: Path, max_side: int, progress: bool = False) -> list[Path]:
@@ -136,14 +139,15 @@ def data_stream(cfg: TrainConfig, proc: Process, step: int) -> Iterator[Tensor]:
     complete their own). Crops travel as uint8 and become float on the device.
 
     Raises:
-        ValueError: no image of at least crop × crop pixels (after downscaling) in ``cfg.data``.
+        ValueError: no image of at least crop × crop pixels (after downscaling) in the ``cfg.data`` folders.
     """
     with rank0_first(proc):
-        entries = build_cache(cfg.data, cfg.cache or default_cache(cfg.data, cfg.max_side), cfg.max_side,
-                              progress=proc.main and not cfg.quiet)
+        entries = [e for folder in cfg.data
+                   for e in build_cache(folder, default_cache(folder, cfg.max_side, cfg.cache), cfg.max_side,
+                                        progress=proc.main and not cfg.quiet)]
     sources = crop_sources(entries, cfg.crop)
     if not sources:
-        raise ValueError(f"no image of at least {cfg.crop}×{cfg.crop} pixels in {cfg.data}")
+        raise ValueError(f"no image of at least {cfg.crop}×{cfg.crop} pixels in {' '.join(map(str, cfg.data))}")
     crops = RandomCrops(sources, cfg.crop, seed=cfg.seed, rank=proc.rank, start_step=step)
     loader = DataLoader(crops, batch_size=cfg.batch_size, num_workers=cfg.workers,
                         pin_memory=proc.device.type == "cuda", persistent_workers=cfg.workers > 0)
