@@ -78,7 +78,8 @@ def variant_key(n: int) -> str:
 
 
 def _torch_decoder(codecs: dict, mkldnn: bool, threads: int):
-    """bytes → (ŷ float64 ndarray, a function giving the (3, H, W) pixels) with the torch model's decode;
+    """bytes → (ŷ float64 ndarray, a function giving the (3, H, W) pixels) with the torch model: ŷ by
+    codec.Codec.decode_latents, pixels by its torch g_s (hyperprior.ShallowHyperprior.reconstruct);
     ``codecs`` caches a codec per (model, quality)."""
     import torch
 
@@ -95,7 +96,13 @@ def _torch_decoder(codecs: dict, mkldnn: bool, threads: int):
             codecs[key] = load(*key)
         codec = codecs[key]
         y_hat = codec.decode_latents(stream)
-        return y_hat.numpy(), lambda: codec.render(y_hat, stream.header.height, stream.header.width).numpy()
+
+        def render():  # the torch g_s that training and the eval-mode forward use
+            with torch.no_grad():
+                x_hat = codec.loaded.model.reconstruct(y_hat, codec.quality)
+            return x_hat.clamp_(0, 1).mul_(255).round_().to(torch.uint8)[0, :, : stream.header.height,
+                                                                           : stream.header.width].numpy()
+        return y_hat.numpy(), render
     return decode
 
 
