@@ -162,7 +162,7 @@ class Decoder:
 
     def decode_latents(self, stream: Bitstream) -> np.ndarray:
         """The coded ŷ_g (1, M, 4·⌈H/64⌉, 4·⌈W/64⌉), float64, of a parsed bitstream: entropy decoding and
-        the exact h_s, bit-identical to the torch model's (hyperprior.decompress_latents) on every CPU.
+        the exact h_s, bit-identical to the encoder's ŷ (hyperprior.ShallowHyperprior.compress_latents) on every CPU.
 
         Raises:
             ContainerError: the header does not fit these weights, or a string is damaged, runs

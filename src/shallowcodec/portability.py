@@ -5,8 +5,8 @@
 encodes every image with every embedded model at each quality (natively, and once more in a
 process restricted to AVX2 kernels), then decodes all files in subprocesses under each kernel
 set of :data:`KERNEL_SETS` (oneDNN ISA × ATen CPU capability, and OpenBLAS core types for the
-numpy decoder), each with both decoders — the torch model (oneDNN on and off, 1 and 2 threads)
-and the torch-free numpy decoder that users run (decoder.py; 1 and 2 OpenBLAS threads) — and
+numpy decoder), each with the numpy decoder that users run (decoder.py; 1 and 2 OpenBLAS threads)
+and with the torch model's g_s (oneDNN on and off, 1 and 2 threads) on the Codec's ŷ, and
 compares with the native torch decode: ŷ must be bit-identical (the entropy parameters are
 exact, entropy_parameters.py) and every pixel within ±1 (g_s runs in float32, whose sums
 differ in the last bits between kernels, as JPEG decoders differ by one level). Prints one line
