@@ -126,11 +126,8 @@ class Decoder:
         def f32(name: str) -> np.ndarray:
             return np.asarray(t[name], dtype=np.float32)
 
-        def tables(prefix: str) -> entropy_coding.CdfTables:
-            return entropy_coding.CdfTables(t[f"{prefix}._quantized_cdf"], t[f"{prefix}._cdf_length"],
-                                            t[f"{prefix}._offset"])
-
-        self.z_tables, self.y_tables = tables("entropy_bottleneck"), tables("gaussian_conditional")
+        self.z_tables = entropy_coding.CdfTables.of(t, "entropy_bottleneck")
+        self.y_tables = entropy_coding.CdfTables.of(t, "gaussian_conditional")
         self.z_medians = f32("entropy_bottleneck.quantiles")[:, 0, 1].reshape(1, -1, 1, 1)
         self.thresholds = log_scale_thresholds(t["gaussian_conditional.scale_table"])
         self.h_s = fixed_point_layers(self.config.hyper_synthesis_layers(), {k[4:]: t[k] for k in t if k.startswith("h_s.")})

@@ -258,8 +258,9 @@ class ShallowHyperprior(CompressionModel):
 
     def tables(self, latent: str) -> entropy_coding.CdfTables:
         """The integer CDF tables of z (factorized prior, one per channel) or y (Gaussian, one per scale)."""
-        module = self.entropy_bottleneck if latent == "z" else self.gaussian_conditional
-        return entropy_coding.CdfTables(module._quantized_cdf.numpy(), module._cdf_length.numpy(), module._offset.numpy())
+        prefix = "entropy_bottleneck" if latent == "z" else "gaussian_conditional"
+        return entropy_coding.CdfTables.of({k: v.numpy() for k, v in self.named_buffers() if k.startswith(prefix)},
+                                           prefix)
 
 
 def _rounded_residual(y: np.ndarray, mu: np.ndarray) -> np.ndarray:
