@@ -71,8 +71,7 @@ def _mbt2018(c: ModelConfig) -> tuple[Stage, ...]:
             Stage(ConvSpec("4", c.N, c.N, 5, 2), "5"), Stage(ConvSpec("6", c.N, 3, 5, 2)))
 
 
-@dataclass(frozen=True)
-class Architecture:
+class Architecture(NamedTuple):
     """An architecture: its analysis (``"elic"``: ELIC g_a; ``"cnn"``: 4 × conv/GDN), its default N, which of
     the g_s options (``kernel_size``: the JPEG-like kernel; ``hidden``: the two-layer's width) it takes, and
     its g_s: ``synthesis(config)``, the stages at a config's widths, (B, M, h, w) → (B, 3, 16h, 16w)."""
