@@ -77,9 +77,10 @@ def job(tmp_path_factory, photo_crop):
 def test_rate_goes_down_and_only_h_s_changes(job):
     source = zoo.load_weights(job.weights)
     model, config = distill.cheap_model(source, 4)
-    assert config == {**json.loads(source.metadata["config"]), "hyper_synthesis": "cheap", "hyper_kernel": 4}
+    assert json.loads(config.to_json()) == {**json.loads(source.metadata["config"]), "hyper_synthesis": "cheap",
+                                            "hyper_kernel": 4}
     y, z = distill.latent_cache(model, job, source.weights_id)
-    M = config["M"]
+    M = config.M
     assert y.shape == (12, M, 4, 4) and z.shape == (12, M, 1, 1) and y.dtype == np.float32
     distill.init_bias(model, y)
     batch = torch.from_numpy(y[:6].copy()), torch.from_numpy(z[:6].copy())
@@ -119,7 +120,7 @@ def test_distilled_file_loads_codes_and_starts_a_fine_tune(job, photo_crop):
     # `train --init` takes the cheap config from the file and copies every parameter
     cfg = TrainConfig(model="two-layer", data=job.data, steps=1, out=job.out.with_name("ft.safetensors"),
                       variable_rate=True, init=job.out)
-    model = zoo.build("two-layer", **builder_config(cfg))
+    model = zoo.build_model(builder_config(cfg))
     copy_from(model, loaded, "two-layer")
     assert torch.equal(model.h_s.layers[0].weight, loaded.model.h_s.layers[0].weight)
 

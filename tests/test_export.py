@@ -8,9 +8,9 @@ import onnxruntime as ort
 import pytest
 
 import shallowcodec
-from shallowcodec import cli, container, decoder, entropy_coding
+from shallowcodec import cli, container, decoder, entropy_coding, export
 from shallowcodec.entropy_parameters import hyper_synthesis_exact
-from shallowcodec.model_files import embedded_path
+from shallowcodec.model_files import embedded_models, embedded_path
 
 MODEL = "jpeg-like"
 QUALITY = 3
@@ -90,3 +90,20 @@ def test_outputs_are_refused_with_one_line_errors(exported, tmp_path, capsys):
     with pytest.raises(SystemExit) as usage:
         cli.main(["export", "--onnx", str(tmp_path / "d"), "--model", "no-such-model"])
     assert usage.value.code == 2 and not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize("name", sorted(embedded_models()))
+def test_every_embedded_models_graphs_compute_its_numpy_decoder(name):
+    """The graphs are the numpy decoder's layers written out: h_s bit for bit, g_s to float32 rounding."""
+    files = export.model_export(name)
+    lean = decoder.embedded_decoder(name)
+    rng = np.random.default_rng(0)
+    z = rng.integers(-3, 4, (1, lean.channels, 2, 3)) * rng.uniform(0.5, 2, (1, lean.channels, 1, 1))
+    mu, log_sigma = ort.InferenceSession(files[f"{name}.h_s.onnx"], providers=["CPUExecutionProvider"]).run(
+        None, {"z_hat": z})
+    exact_mu, exact_log_sigma = hyper_synthesis_exact(lean.h_s, z)
+    assert np.array_equal(mu, exact_mu) and np.array_equal(log_sigma, exact_log_sigma) and np.abs(mu).max() > 0
+    y = rng.standard_normal((1, lean.channels, 4, 8)).astype(np.float32)
+    (x_hat,) = ort.InferenceSession(files[f"{name}.g_s.onnx"], providers=["CPUExecutionProvider"]).run(None, {"y_hat": y})
+    assert x_hat.shape == (1, 3, 64, 128)
+    np.testing.assert_allclose(255 * x_hat[0].transpose(1, 2, 0), lean.g_s(y[0]), rtol=1e-4, atol=3e-3)

@@ -147,6 +147,6 @@ def test_paper_size_jpeg_like_synthesis_matches_the_released_table():
 
 def test_two_layer_without_residual_has_double_width_and_no_residual_branch():
     g_s = TwoLayerSynthesis(M, hidden=4, residual=False)
-    assert g_s.up_res is None
+    assert not hasattr(g_s, "up_res") and [n for n, _ in g_s.named_children()] == ["up", "igdn", "out"]
     assert g_s.up.out_channels == 8 and g_s.out.in_channels == 8
     assert TwoLayerSynthesis(M, hidden=4).up.out_channels == 4

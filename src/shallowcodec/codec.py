@@ -1,6 +1,6 @@
 """The codec: image → padding → g_a → entropy coding → ``.sdc`` container, and back.
 
-This is the public Python API for encoding (and decoding with the torch model)::
+This is the public Python API for encoding (decoding runs the numpy decoder, decoder.py)::
 
     import shallowcodec
     codec = shallowcodec.load("two-layer", quality=3)
@@ -21,22 +21,12 @@ from torch import Tensor
 
 from shallowcodec import sga
 from shallowcodec.container import ALIGN, Bitstream, ContainerError, Header, check_size, pack, unpack
-from shallowcodec.decoder import check_header
-from shallowcodec.entropy_coding import EntropyCodingError
-from shallowcodec.hyperprior import LatentStrings
-from shallowcodec.images import ImageError, image_to_tensor, tensor_to_image
+from shallowcodec.decoder import Decoder, check_header
+from shallowcodec.images import ImageError, image_to_tensor
 from shallowcodec.model_files import DEFAULT_ARCHITECTURE, ModelNotFoundError
 from shallowcodec.quality import DEFAULT_QUALITY, snap_quality
-from shallowcodec.tiling import (
-    ANALYSIS_MARGIN,
-    ANALYSIS_TILE,
-    HYPER_ANALYSIS_MARGIN,
-    HYPER_ANALYSIS_TILE,
-    SYNTHESIS_MARGIN,
-    SYNTHESIS_TILE,
-    tiled,
-)
-from shallowcodec.zoo import LoadedModel, load_embedded
+from shallowcodec.tiling import ANALYSIS_MARGIN, ANALYSIS_TILE, HYPER_ANALYSIS_MARGIN, HYPER_ANALYSIS_TILE, tiled
+from shallowcodec.zoo import LoadedModel, load_embedded, model_weights
 
 
 def mirror_pad(x: Tensor, align: int = ALIGN) -> Tensor:
@@ -61,6 +51,9 @@ def _mirror_index(n: int, pad: int) -> Tensor:
 class Codec:
     """A loaded model at one quality, bound to the container format.
 
+    Encodes with the torch model (g_a, h_a, SGA) and decodes with :class:`decoder.Decoder`, the numpy decoder
+    built from the same weights in memory, so that its pixels and times are those of ``shallowcodec.decompress``.
+
     Args:
         loaded: the model and the facts of its weights file (architecture, λ, weights_id).
         quality: for variable-rate weights, a quality in [0, 6] (fractions interpolate; snapped
@@ -72,6 +65,8 @@ class Codec:
 
     def __init__(self, loaded: LoadedModel, quality: float | None = None):
         self.loaded = loaded
+        #: The numpy decoder of the model's weights (as they are now): what ``shallowcodec.decompress`` runs.
+        self.decoder = Decoder(model_weights(loaded))
         if not loaded.variable_rate:
             if quality is not None and quality != loaded.quality:
                 raise ValueError(f"these {loaded.architecture} weights are fixed-λ quality {loaded.quality}, "
@@ -144,7 +139,7 @@ class Codec:
         return pack(header, strings.z_string, strings.y_string)
 
     def decompress_tensor(self, data: bytes) -> Tensor:
-        """Decode a ``.sdc`` file to a (3, H, W) uint8 tensor.
+        """Decode a ``.sdc`` file to a (3, H, W) uint8 tensor with the numpy decoder (:attr:`decoder`).
 
         Raises:
             ContainerError: damaged file, or one made for another model, quality or weights.
@@ -153,40 +148,29 @@ class Codec:
 
     def decompress(self, data: bytes) -> Image.Image:
         """Decode a ``.sdc`` file to an RGB PIL image (see :meth:`decompress_tensor`)."""
-        return tensor_to_image(self.decompress_tensor(data))
+        stream = unpack(data)
+        self._check_header(stream.header)
+        return Image.fromarray(self.decoder.decode(stream), "RGB")
 
     def decode(self, stream: Bitstream) -> Tensor:
-        """Decode a parsed bitstream to (3, H, W) uint8 (x̂ rounded to integers).
+        """Decode a parsed bitstream to (3, H, W) uint8 (x̂ rounded to integers) with the numpy decoder.
 
         Raises:
             ContainerError: the stream was made for another model, quality or weights, or its
                 entropy-coded strings are damaged, truncated or extended.
         """
-        return self.render(self.decode_latents(stream), stream.header.height, stream.header.width)
+        self._check_header(stream.header)
+        return torch.from_numpy(self.decoder.decode(stream)).permute(2, 0, 1)
 
     def decode_latents(self, stream: Bitstream) -> Tensor:
         """The coded ŷ_g (1, M, ⌈H/64⌉·4, ⌈W/64⌉·4), float64, of a parsed bitstream: entropy decoding
-        and h_s only, bit-identical on every CPU.
+        and h_s only (decoder.Decoder.decode_latents), bit-identical on every CPU.
 
         Raises:
             ContainerError: as :meth:`decode`.
         """
         self._check_header(stream.header)
-        z_shape = (-(-stream.header.height // ALIGN), -(-stream.header.width // ALIGN))
-        try:
-            return self.loaded.model.decompress_latents(LatentStrings(stream.z_string, stream.y_string, z_shape),
-                                                        self.quality)
-        except EntropyCodingError as e:
-            raise ContainerError(f"cannot decode: {e}") from None
-
-    def render(self, y_hat: Tensor, height: int, width: int) -> Tensor:
-        """(3, height, width) uint8 image of the coded ŷ_g (:meth:`decode_latents`): g_s over tiles of ŷ."""
-        y = self.loaded.model.ungain(y_hat, self.quality)
-        return tiled(self._to_pixels, y, Fraction(16), SYNTHESIS_TILE, SYNTHESIS_MARGIN)[0, :, :height, :width]
-
-    def _to_pixels(self, y: Tensor) -> Tensor:
-        """(1, M, h, w) ungained ŷ → (1, 3, 16h, 16w) uint8: x̂ clamped to [0, 1], ×255, rounded."""
-        return self.loaded.model.synthesis_exact(y).clamp_(0, 1).mul_(255).round_().to(torch.uint8)
+        return torch.from_numpy(self.decoder.decode_latents(stream))
 
     def _check_header(self, header: Header) -> None:
         if (header.architecture, header.quality) != (self.architecture, self.quality):

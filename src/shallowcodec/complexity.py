@@ -25,7 +25,6 @@ independent of the image size for H and W multiples of 64.
 from __future__ import annotations
 
 import copy
-import inspect
 from collections.abc import Callable
 from math import prod
 
@@ -33,8 +32,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
+from shallowcodec.architectures import ModelConfig
 from shallowcodec.model_files import DEFAULT_ARCHITECTURE, ModelNotFoundError, embedded_models, model_card
-from shallowcodec.zoo import ARCHITECTURES
 
 aten = torch.ops.aten
 
@@ -121,9 +120,10 @@ def flops_config(architecture: str, paper_size: bool = False, overrides: dict | 
 
 def _base_config(architecture: str, paper_size: bool) -> dict:
     """:func:`flops_config` without overrides."""
-    if architecture not in ARCHITECTURES:
-        raise ModelNotFoundError(f"unknown model {architecture!r}; choose from {', '.join(ARCHITECTURES)}")
-    defaults = {name: p.default for name, p in inspect.signature(ARCHITECTURES[architecture]).parameters.items()}
+    try:
+        defaults = ModelConfig.parse(architecture).to_dict()
+    except KeyError as e:
+        raise ModelNotFoundError(e.args[0]) from None
     if paper_size:
         return defaults
     available = embedded_models()

@@ -8,10 +8,13 @@ into one :class:`TrainConfig` that the rest of the training code reads (and neve
 from __future__ import annotations
 
 import argparse
+import json
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from shallowcodec.architectures import ModelConfig
 from shallowcodec.hyperprior import QUANTIZERS
+from shallowcodec.model_files import model_card
 from shallowcodec.quality import LMBDAS
 from shallowcodec.zoo import ARCHITECTURES
 
@@ -185,3 +188,27 @@ def check_out_path(cfg: TrainConfig) -> None:
             raise ValueError(f"--out {cfg.out} is inside the data folder {folder}")
     if out.exists() and not (cfg.force or cfg.resume):
         raise ValueError(f"{cfg.out} exists (use --force to replace it)")
+
+
+def builder_config(cfg: TrainConfig) -> ModelConfig:
+    """The model's config: the ``--init`` weights' (widths, h_s, λ scale) updated by ``--config``
+    (JSON object; e.g. ``{"lmbda_scale": [0.0005, 2.5]}`` moves a variable-rate model to another
+    λ scale, checkpoint.copy_from); plus variable_rate.
+
+    Raises:
+        ValueError: ``--config`` is not a JSON object, or a key or value that ``--model`` does not take
+            (one-line message).
+    """
+    try:
+        config = json.loads(cfg.config)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--config is not JSON: {e}") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"--config must be a JSON object such as '{{\"N\": 64, \"M\": 192}}', got {cfg.config}")
+    if cfg.init:
+        dropped = ("variable_rate",) if cfg.variable_rate else ("variable_rate", "lmbda_scale")
+        config = {k: v for k, v in model_card(cfg.init)["config"].items() if k not in dropped} | config
+    try:
+        return ModelConfig.parse(cfg.model, {**config, "variable_rate": True} if cfg.variable_rate else config)
+    except ValueError as e:
+        raise ValueError(f"--config {cfg.config}: {e}") from None

@@ -1,32 +1,33 @@
 """The decoder without PyTorch: a ``.sdc`` file → pixels with numpy and constriction.
 
 The paper's point is a cheap decoder (Yang & Mandt, ICCV 2023, Sec. 3), so the product decodes
-with nothing heavier than numpy: ``shallowcodec decompress``, ``shallowcodec.decompress`` and
-the Pillow plugin (pillow.py) run this module, and neither PyTorch nor CompressAI is imported
-(start-up is that of numpy). PyTorch stays for encoding, SGA and training (codec.py)::
+with nothing heavier than numpy: ``shallowcodec decompress``, ``shallowcodec.decompress``, the
+Pillow plugin (pillow.py), ``codec.Codec`` and ``shallowcodec eval`` all run this module, and
+neither PyTorch nor CompressAI is imported (start-up is that of numpy). PyTorch stays for
+encoding, SGA and training (codec.py, hyperprior.py)::
 
     file ──container.unpack──► header, z string, y string
     z string ──ANS (per-channel tables)──► ẑ_g = symbols + medians
     ẑ_g ──exact h_s (entropy_parameters.py)──► μ_g, scale indexes
     y string ──ANS (scale-index tables)──► ŷ_g = symbols + μ_g          (the same ŷ as the encoder's)
-    ŷ = γ⁻¹_y·ŷ_g ──g_s (layers.py, float32, tiles)──► x̂·255 ──clip, round──► pixels
+    ŷ = γ⁻¹_y·ŷ_g ──g_s (layers/synthesis.py, float32, tiles)──► x̂·255 ──clip, round──► pixels
 
-Everything up to ŷ is the code the torch model runs too (entropy_coding.py and
-entropy_parameters.py have no torch), so ŷ is bit-identical to the encoder's on every CPU. g_s
-is a numpy port of each architecture's synthesis, read from the same weights file; it matches
-the torch g_s up to float32 rounding (pixels within ±1, tests/test_decoder.py).
+Everything up to ŷ is the code the encoder runs too (entropy_coding.py and entropy_parameters.py
+have no torch), so ŷ is bit-identical to the encoder's on every CPU. g_s is assembled from the
+architecture's stages (architectures.py) out of numpy layers; it matches the torch g_s that
+training uses up to float32 rounding (pixels within ±1, tests/test_decoder.py).
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
 
 from shallowcodec import entropy_coding
 from shallowcodec.container import ALIGN, Bitstream, ContainerError, Header, check_size, unpack
@@ -35,19 +36,13 @@ from shallowcodec.entropy_parameters import (
     ExactGains,
     entropy_parameters,
     exact_gains,
-    fixed_point_layer,
+    fixed_point_layers,
     log_scale_thresholds,
 )
-from shallowcodec.layers import ConvTranspose2d, InverseGDN
-from shallowcodec.model_files import ModelNotFoundError, check_finite, embedded_path, weights_id
+from shallowcodec.layers.synthesis import Synthesis
+from shallowcodec.model_files import ModelNotFoundError, ModelWeights, check_finite, embedded_path, read_weights
 from shallowcodec.quality import MAX_QUALITY, LmbdaScale
-from shallowcodec.tiling import SYNTHESIS_MARGIN, tiled
-
-#: Core size of a g_s tile, in latents: 64 (1024 pixels) decodes a 768×512 photo as one tile, whose
-#: margins would otherwise cost 17 % more g_s work (tiling.SYNTHESIS_TILE = 32 is the torch g_s's).
-SYNTHESIS_TILE = 64
-#: Strides of the transposed convolutions of each kind of h_s (transforms.HyperSynthesis).
-HYPER_SYNTHESIS_STRIDES = {"paper": (2, 2, 1), "cheap": (4,)}
+from shallowcodec.tiling import SYNTHESIS_MARGIN, SYNTHESIS_TILE, tiled
 
 
 def check_header(header: Header, architecture: str, quality: float | None, lmbda: float | None, weights: int,
@@ -95,60 +90,50 @@ def _reason(error: Exception) -> str:
 class Decoder:
     """The decoding half of a trained model (h_s, g_s, gains, entropy tables), in numpy.
 
-    Reads only the tensors the decoder needs from a weights file (model_files.py); any
-    architecture of zoo.ARCHITECTURES and either h_s (config ``hyper_synthesis``).
+    Built from the tensors the decoder needs: of a weights file (model_files.read_weights), or of
+    a model in memory (codec.Codec passes its torch model's); any architecture of
+    architectures.ARCHITECTURES and either h_s, as its config describes them.
 
     Args:
-        path: a weights file (safetensors, written by zoo.save_weights, with its CDF tables).
+        source: a weights file (safetensors, written by zoo.save_weights, with its CDF tables), or
+            the model's model_files.ModelWeights.
 
     Raises:
-        ModelNotFoundError: the file is missing, unreadable, not a shallowcodec weights file,
-            or lacks the integer CDF tables (files older than format version 3).
+        ModelNotFoundError: the file is missing, unreadable, not a shallowcodec weights file, or the
+            weights lack a tensor (the integer CDF tables: files older than format version 3) or hold NaN.
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, source: Path | ModelWeights):
         try:
-            self.weights_id = weights_id(Path(path).read_bytes())
-            with safe_open(path, "numpy") as f:
-                meta = f.metadata() or {}
-                self.architecture = meta["architecture"]
-                self.config = json.loads(meta["config"])
-                tensors = {k: f.get_tensor(k) for k in f.keys() if not k.startswith(("g_a.", "h_a."))}
-            self.quality = None if self.config.get("variable_rate") else int(meta["quality"])
-            self.lmbda = None if self.quality is None else float(meta["lmbda"])
-            self.scale = LmbdaScale.of_config(self.config)
-            self._load(tensors)
+            weights = source if isinstance(source, ModelWeights) else read_weights(source)
+            self.architecture, self.config = weights.architecture, weights.config
+            self.quality, self.lmbda, self.weights_id = weights.quality, weights.lmbda, weights.weights_id
+            self._load(weights.tensors)
         except (OSError, SafetensorError, KeyError, ValueError, TypeError) as e:
-            raise ModelNotFoundError(f"cannot load weights {path}: {_reason(e)}") from None
+            raise ModelNotFoundError(f"cannot load weights {getattr(source, 'architecture', source)}: "
+                                     f"{_reason(e)}") from None
+        self.scale = self.config.scale
 
-    def _load(self, t: dict[str, np.ndarray]) -> None:
-        """Decoder state from the file's tensors (names as in zoo.save_weights).
+    def _load(self, t: Mapping[str, np.ndarray]) -> None:
+        """Decoder state from the tensors (names as in zoo.save_weights).
 
         Raises:
-            ValueError: a float tensor holds NaN or ±inf (it would decode to garbage), or h_s has
-                another number of layers than its config's.
+            ValueError: a float tensor holds NaN or ±inf (it would decode to garbage).
         """
+        t = {k: v for k, v in t.items() if not k.startswith(("g_a.", "h_a."))}
         check_finite(t)
 
         def f32(name: str) -> np.ndarray:
-            return t[name].astype(np.float32)
+            return np.asarray(t[name], dtype=np.float32)
 
-        def tables(prefix: str) -> entropy_coding.CdfTables:
-            return entropy_coding.CdfTables(t[f"{prefix}._quantized_cdf"], t[f"{prefix}._cdf_length"],
-                                            t[f"{prefix}._offset"])
-
-        self.z_tables, self.y_tables = tables("entropy_bottleneck"), tables("gaussian_conditional")
+        self.z_tables = entropy_coding.CdfTables.of(t, "entropy_bottleneck")
+        self.y_tables = entropy_coding.CdfTables.of(t, "gaussian_conditional")
         self.z_medians = f32("entropy_bottleneck.quantiles")[:, 0, 1].reshape(1, -1, 1, 1)
         self.thresholds = log_scale_thresholds(t["gaussian_conditional.scale_table"])
-        strides = HYPER_SYNTHESIS_STRIDES[self.config.get("hyper_synthesis", "paper")]
-        names = sorted({k.rsplit(".", 1)[0] for k in t if k.startswith("h_s.layers.")}, key=lambda k: int(k.split(".")[-1]))
-        if len(names) != len(strides):
-            raise ValueError(f"h_s has {len(names)} layers, expected {len(strides)}")
-        self.h_s = [fixed_point_layer(f32(f"{n}.weight"), f32(f"{n}.bias"), s, relu=i < len(names) - 1)
-                    for i, (n, s) in enumerate(zip(names, strides))]
+        self.h_s = fixed_point_layers(self.config.hyper_synthesis_layers(), {k[4:]: t[k] for k in t if k.startswith("h_s.")})
         self.log_gains = None if self.quality is not None else {
             "y": f32("gain.log_y_gain"), "y_inv": f32("gain.log_y_gain_inv"), "z_inv": f32("gain.log_z_gain_inv")}
-        self.g_s = synthesis(self.architecture, {k[4:]: f32(k) for k in t if k.startswith("g_s.")})
+        self.g_s = Synthesis(self.config.synthesis(), {k[4:]: f32(k) for k in t if k.startswith("g_s.")})
         self._gains: dict[float, ExactGains] = {}
 
     @property
@@ -174,7 +159,7 @@ class Decoder:
 
     def decode_latents(self, stream: Bitstream) -> np.ndarray:
         """The coded ŷ_g (1, M, 4·⌈H/64⌉, 4·⌈W/64⌉), float64, of a parsed bitstream: entropy decoding and
-        the exact h_s, bit-identical to the torch model's (hyperprior.decompress_latents) on every CPU.
+        the exact h_s, bit-identical to the encoder's ŷ (hyperprior.ShallowHyperprior.compress_latents) on every CPU.
 
         Raises:
             ContainerError: the header does not fit these weights, or a string is damaged, runs
@@ -237,65 +222,6 @@ class Decoder:
         """
         h = stream.header
         return self.render(self.decode_latents(stream), h.quality, h.height, h.width)
-
-
-def synthesis(architecture: str, t: dict[str, np.ndarray]):
-    """The numpy g_s of an architecture: a function (M, h, w) float32 → x̂·255 (16h, 16w, 3) float32, unclamped
-    (the ×255 is folded into the last layer's weights; the JPEG-like g_s writes pixels in this layout).
-
-    Args:
-        architecture: a zoo.ARCHITECTURES name.
-        t: the g_s tensors, float32, named as in the torch module without the ``g_s.`` prefix.
-
-    Raises:
-        ValueError: an unknown architecture.
-    """
-    def conv(name: str, stride: int, scale: float = 1.0) -> ConvTranspose2d:
-        return _conv(t, name, stride, scale)
-
-    if architecture == "jpeg-like":  # one ConvT(M→3, k, s16): Sec. 3.1
-        deconv = conv("deconv", 16, 255)
-        return lambda y: deconv(y, channels_last=True)
-    if architecture in ("two-layer", "two-layer-nores"):  # Sec. 3.2
-        return _two_layer(t)
-    if architecture == "mbt2018-mean":  # 4 × ConvT(k5, s2) with IGDN between
-        layers = [conv("0", 2), InverseGDN(t["1.beta"], t["1.gamma"], l1=False), conv("2", 2),
-                  InverseGDN(t["3.beta"], t["3.gamma"], l1=False), conv("4", 2),
-                  InverseGDN(t["5.beta"], t["5.gamma"], l1=False)]
-        last = conv("6", 2, 255)
-
-        def mbt(y: np.ndarray) -> np.ndarray:
-            for layer in layers:
-                y = layer(y)
-            return last(y, channels_last=True)
-        return mbt
-    raise ValueError(f"no numpy synthesis for architecture {architecture!r}")
-
-
-def _conv(t: dict[str, np.ndarray], name: str, stride: int, scale: float = 1.0) -> ConvTranspose2d:
-    """The numpy layer of g_s's transposed convolution ``name``, its weight and bias × ``scale`` (255: pixels)."""
-    return ConvTranspose2d(t[f"{name}.weight"] * np.float32(scale), t[f"{name}.bias"] * np.float32(scale), stride)
-
-
-def _two_layer(t: dict[str, np.ndarray]):
-    """Two-layer g_s: IGDN1(ConvT_k13s8(y)) [+ ConvT_res_k13s8(y)] → ConvT_k5s2; the two k13 layers as one GEMM."""
-    width = t["up.weight"].shape[1]
-    residual = "up_res.weight" in t
-    up = ConvTranspose2d(np.concatenate([t["up.weight"], t["up_res.weight"]], axis=1) if residual else t["up.weight"],
-                         np.concatenate([t["up.bias"], t["up_res.bias"]]) if residual else t["up.bias"], 8)
-    igdn = InverseGDN(t["igdn.beta"], t["igdn.gamma"], l1=True)
-    out = _conv(t, "out", 2, 255)
-
-    def pointwise(a: np.ndarray) -> np.ndarray:  # (..., 2·width or width, P) → (..., width, P)
-        h = igdn.pixels(a[..., :width, :])
-        if residual:
-            h += a[..., width:, :]
-        return h
-
-    def two_layer(y: np.ndarray) -> np.ndarray:
-        h = up.uncropped(y, pointwise=pointwise)  # IGDN1 and the residual sum before the phases interleave
-        return out(up.crop(h, *y.shape[1:]), channels_last=True)
-    return two_layer
 
 
 @lru_cache(maxsize=8)

@@ -20,7 +20,6 @@ JSON has ``hyper_synthesis`` and ``hyper_kernel``), ready for a short joint fine
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from dataclasses import dataclass
 from itertools import islice
@@ -31,13 +30,14 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from shallowcodec.architectures import ModelConfig
 from shallowcodec.atomic import atomic_write
 from shallowcodec.checkpoint import prior_training
 from shallowcodec.config import TrainArgumentError
 from shallowcodec.data import RandomCrops, build_cache, crop_sources, default_cache
 from shallowcodec.hyperprior import ShallowHyperprior
 from shallowcodec.train import sample_qualities
-from shallowcodec.zoo import LoadedModel, build, load_weights, save_weights
+from shallowcodec.zoo import LoadedModel, build_model, load_weights, save_weights
 
 #: Crops per g_a call while the latents are cached.
 CACHE_BATCH = 8
@@ -96,14 +96,14 @@ def check_config(cfg: DistillConfig) -> None:
         raise ValueError(f"{cfg.out} exists (use --force to replace it)")
 
 
-def cheap_model(source: LoadedModel, hyper_kernel: int) -> tuple[ShallowHyperprior, dict]:
-    """The source's architecture with a fresh cheap h_s (ConvT(M→2M, k=hyper_kernel, s4)) and its builder config.
+def cheap_model(source: LoadedModel, hyper_kernel: int) -> tuple[ShallowHyperprior, ModelConfig]:
+    """The source's architecture with a fresh cheap h_s (ConvT(M→2M, k=hyper_kernel, s4)) and its config.
 
     Every parameter outside h_s (g_a, h_a, g_s, the factorized prior, the gains) is copied from the
     source and frozen (``requires_grad=False``); only ``h_s.layers.0.*`` train.
     """
-    config = {**json.loads(source.metadata["config"]), "hyper_synthesis": "cheap", "hyper_kernel": hyper_kernel}
-    model = build(source.architecture, **config).eval()
+    config = source.config.with_values(hyper_synthesis="cheap", hyper_kernel=hyper_kernel)
+    model = build_model(config).eval()
     params = dict(source.model.named_parameters())
     with torch.no_grad():
         for name, param in model.named_parameters():

@@ -31,6 +31,8 @@ allocates in proportion to the number of symbols asked for and to the string's l
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import constriction
 import numpy as np
 
@@ -75,6 +77,16 @@ class CdfTables:
 
     def __len__(self) -> int:
         return len(self.models)
+
+    @classmethod
+    def of(cls, tensors: Mapping[str, np.ndarray], prefix: str) -> CdfTables:
+        """The tables of entropy model ``prefix`` (``entropy_bottleneck`` or ``gaussian_conditional``) from its
+        ``_quantized_cdf``, ``_cdf_length`` and ``_offset`` arrays, named as in a weights file.
+
+        Raises:
+            KeyError: a table is missing; ValueError: as the constructor.
+        """
+        return cls(*(np.asarray(tensors[f"{prefix}._{name}"]) for name in ("quantized_cdf", "cdf_length", "offset")))
 
 
 def _categorical(cdf: np.ndarray) -> Categorical:

@@ -26,7 +26,7 @@ Minnen, "Integer networks for data compression with latent-variable models" (ICL
   all such integers exactly, so every summation order — any BLAS, any col2im order, any thread
   split, with or without FMA — gives the same sum. :func:`check_fan_in` refuses wider layers.
   The first layer folds ẑ's constant channels into one all-ones input whose weight is their
-  Σ value·weight (layers.ConvTranspose2d): a regrouping of the same integer terms, within the
+  Σ value·weight (layers.ConvTranspose): a regrouping of the same integer terms, within the
   same bound, so the same sums.
 * **Gains** (variable rate) are computed once per quality in Python: log γ by exponential
   interpolation in float64 scalars (IEEE), rounded to 2^-LOG_GAIN_BITS; γ = exp(log γ) with
@@ -45,7 +45,7 @@ decoder computes; at 2^-10 and 14 bits the difference from the float h_s is far 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal, localcontext
 from fractions import Fraction
 from functools import partial
@@ -53,7 +53,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from shallowcodec.layers import ConvTranspose2d
+from shallowcodec.architectures import ConvSpec
+from shallowcodec.layers import ConvTranspose, conv_transpose
 from shallowcodec.tiling import HYPER_SYNTHESIS_MARGIN, HYPER_SYNTHESIS_TILE, tiled
 
 #: Activations (h_s input, hidden layers, μ and log σ) are multiples of 2^-ACT_BITS ...
@@ -74,13 +75,13 @@ GAIN_BITS = 20
 class FixedPointLayer(NamedTuple):
     """One transposed convolution of h_s in fixed point, followed by Q_a (and a ReLU when ``relu``).
 
-    ``conv``: a float64 layers.ConvTranspose2d whose weight (C_in, C_out, k, k) has each output
+    ``conv``: a float64 layers.ConvTranspose whose weight (C_in, C_out, k, k) has each output
     channel on its 2^-e grid and whose bias is on the 2^-ACT_BITS grid, stored in *activation
     units* (× 2^ACT_BITS, integers): the layer maps activations in units (the integers k of
     values k·2^-ACT_BITS) to units, so Q_a is a clamp and a rounding, no scaling.
     """
 
-    conv: ConvTranspose2d
+    conv: ConvTranspose
     relu: bool
 
 
@@ -157,14 +158,51 @@ def fixed_point_layer(weight: np.ndarray, bias: np.ndarray, stride: int, relu: b
     """
     check_fan_in(weight.shape[0], weight.shape[-1])
     bias = round_grid(np.asarray(bias, np.float64), ACT_BITS) * 2.0**ACT_BITS  # in units (FixedPointLayer)
-    return FixedPointLayer(ConvTranspose2d(quantize_weight(weight, out_dim=1), bias, stride), relu)
+    return FixedPointLayer(conv_transpose(quantize_weight(weight, out_dim=1), bias, stride), relu)
+
+
+def fixed_point_layers(specs: Sequence[ConvSpec], tensors: Mapping[str, np.ndarray]) -> list[FixedPointLayer]:
+    """The fixed-point h_s of a model: one :func:`fixed_point_layer` per transposed convolution of
+    architectures.ModelConfig.hyper_synthesis_layers, each with a ReLU but the last.
+
+    Args:
+        specs: the layers; tensors: their float weights and biases by name (``NAME.weight``, ``NAME.bias``).
+
+    Raises:
+        KeyError: a tensor is missing; ValueError: a fan-in above MAX_FAN_IN.
+    """
+    return [fixed_point_layer(tensors[f"{spec.name}.weight"], tensors[f"{spec.name}.bias"], spec.stride,
+                              relu=i < len(specs) - 1) for i, spec in enumerate(specs)]
+
+
+def hyper_synthesis_onnx(layers: Sequence[FixedPointLayer], graph, z_hat: str) -> tuple[str, str]:
+    """Write the exact h_s into a float64 ONNX graph (onnx_graph.Graph): the ungained ẑ (1, M, h/4, w/4) →
+    μ, log σ (1, M, h, w), float64 on the 2^-ACT_BITS grid, the function :func:`hyper_synthesis_exact` computes.
+
+    The same layers in the same units (each transposed convolution in its sub-pixel MatMul form,
+    layers.ConvTranspose.onnx): every sum is an integer multiple of a power of two below 2^53, exact
+    in any summation order, so any runtime with float64 MatMul gives these μ and log σ to the bit.
+    """
+    limit = graph.constant(np.array(ACT_LIMIT * 2.0**ACT_BITS))
+    low = graph.node("Neg", [limit])
+
+    def round_units(x: str) -> str:  # Q_a in units: clamp, round half to even
+        return graph.node("Round", [graph.node("Min", [graph.node("Max", [x, low]), limit])])
+
+    x = round_units(graph.node("Mul", [z_hat, graph.constant(np.array(2.0**ACT_BITS))]))
+    for layer in layers:
+        x = round_units(layer.conv.onnx(graph, x))
+        x = graph.node("Relu", [x]) if layer.relu else x
+    x = graph.node("Mul", [x, graph.constant(np.array(2.0**-ACT_BITS))])
+    m = layers[-1].conv.c_out // 2
+    return graph.slice(x, (0,), (m,), axes=(1,)), graph.slice(x, (m,), (0,), axes=(1,))
 
 
 def hyper_synthesis_exact(layers: Sequence[FixedPointLayer], z_hat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """μ and log σ (1, M, h, w), float64 on the 2^-ACT_BITS grid, from the ungained ẑ (1, M, h/4, w/4).
 
     Bit-exact on every CPU (module docstring). The first layer folds ẑ's constant channels (most
-    of them: channels whose z symbols are all 0) into one (layers.ConvTranspose2d).
+    of them: channels whose z symbols are all 0) into one (layers.ConvTranspose).
     """
     x = _hyper_synthesis_units(layers, z_hat)
     x *= 2.0**-ACT_BITS
@@ -177,7 +215,7 @@ def _hyper_synthesis_units(layers: Sequence[FixedPointLayer], z_hat: np.ndarray,
 
     ẑ (1, M, h/4, w/4) is the ungained ẑ. Each layer works in units (:class:`FixedPointLayer`):
     the same integer sums as in values, scaled by 2^ACT_BITS, hence exact. Q_a (and ReLU) run on
-    each output-phase group's products while they are in the cache (layers.ConvTranspose2d's
+    each output-phase group's products while they are in the cache (layers.ConvTranspose.uncropped.s
     ``pointwise``); so does ``finish``, if given, on the last layer's (..., 2M, P) units after Q_a
     (in place; it must act per channel, e.g. the gains).
     """

@@ -23,7 +23,6 @@ A variable-rate model wraps the quantization of y and z in gains γ(q) (variable
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +33,7 @@ from compressai.ops import quantize_ste
 from torch import Tensor, nn
 
 from shallowcodec import entropy_coding
+from shallowcodec.architectures import ModelConfig
 from shallowcodec.entropy_parameters import EntropyParameters, entropy_parameters, log_scale_thresholds
 from shallowcodec.variable_rate import Gains, GainUnits
 
@@ -50,18 +50,6 @@ class LatentStrings:
     z_string: bytes
     y_string: bytes
     z_shape: tuple[int, int]
-
-
-@contextmanager
-def exact_synthesis():
-    """Context in which convolutions sum in an order that does not depend on the tensor size (oneDNN
-    off), so that any tiling of ŷ gives the same x̂ from the torch g_s (tiling.py)."""
-    enabled = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False
-    try:
-        yield
-    finally:
-        torch.backends.mkldnn.enabled = enabled
 
 
 class ShallowHyperprior(CompressionModel):
@@ -85,11 +73,13 @@ class ShallowHyperprior(CompressionModel):
         h_s: hyper-synthesis, ẑ → (μ, σ), each (B, M, h, w).
         M: latent channels of y and z.
         gain: gain units for variable rate, or None.
+        config: the architecture and widths it was built from (zoo.build_model), or None.
     """
 
     def __init__(self, g_a: nn.Module, g_s: nn.Module, h_a: nn.Module, h_s: nn.Module, M: int,
-                 gain: GainUnits | None = None):
+                 gain: GainUnits | None = None, config: ModelConfig | None = None):
         super().__init__()
+        self.config = config
         self.g_a, self.g_s, self.h_a, self.h_s = g_a, g_s, h_a, h_s
         self.gain = gain
         self.entropy_bottleneck = EntropyBottleneck(M)
@@ -154,15 +144,10 @@ class ShallowHyperprior(CompressionModel):
             y_hat = y_hat.double() * torch.from_numpy(self.gain.exact(quality).y_inv)
         return y_hat.float()
 
-    def synthesis_exact(self, y: Tensor) -> Tensor:
-        """x̂ (1, 3, 16h, 16w), unclamped, from an :meth:`ungain` output (or a tile of it): g_s in float32
-        with oneDNN off, so that any tiling of ŷ gives the same x̂ bit for bit (tiling.py)."""
-        with exact_synthesis():
-            return self.g_s(y.float())
-
     def reconstruct(self, y_hat: Tensor, quality: float | None = None) -> Tensor:
-        """The decoder's x̂ (1, 3, 16h, 16w), unclamped, from the coded ŷ_g (1, M, h, w), float64, untiled."""
-        return self.synthesis_exact(self.ungain(y_hat, quality))
+        """x̂ (1, 3, 16h, 16w), unclamped, of the coded ŷ_g (1, M, h, w), float64, with the exact inverse gain
+        (:meth:`ungain`): the eval-mode forward's reconstruction (decoder.Decoder renders files in numpy)."""
+        return self.g_s(self.ungain(y_hat, quality))
 
     def forward(self, x: Tensor, quantizer: str = "noise", quality: float | Tensor | None = None) -> dict:
         """Training / evaluation pass with differentiable quantization surrogates.
@@ -170,7 +155,7 @@ class ShallowHyperprior(CompressionModel):
         In train mode, ``quantizer="noise"`` adds U(−½, ½) to y and z everywhere (the paper's
         default); ``"mixed"`` keeps noise for the rate but feeds g_s and h_s rounded values with
         a straight-through gradient. In eval mode y and z are rounded (around μ and the prior's
-        median), so ``x_hat`` is exactly what the decoder reconstructs from the bitstream.
+        median), so ``y_hat`` is what the decoder reconstructs from the bitstream and ``x_hat`` its torch g_s image.
 
         Under ``torch.autocast`` (bf16 training) only the transforms run in low precision: y, z,
         μ and σ are cast to fp32 and the entropy models run with autocast disabled, so the
@@ -271,32 +256,11 @@ class ShallowHyperprior(CompressionModel):
         y_string = entropy_coding.encode(_rounded_residual(y.numpy(), params.mu), params.indexes, self.tables("y"))
         return LatentStrings(z_string, y_string, tuple(z.shape[-2:]))
 
-    @torch.no_grad()
-    def decompress_latents(self, strings: LatentStrings, quality: float | None = None) -> Tensor:
-        """Decode the coded ŷ_g (1, M, 4·zh, 4·zw), float64, from its strings (entropy decoding and h_s only).
-
-        Bit-identical on every CPU, kernel set and thread count (entropy_parameters.py); a pure
-        function of the strings.
-
-        Raises:
-            entropy_coding.EntropyCodingError: a string that is damaged, runs out or has data left.
-        """
-        shape = (1, self.entropy_bottleneck.channels, *strings.z_shape)
-        z_symbols = entropy_coding.decode(strings.z_string, entropy_coding.channel_indexes(shape), self.tables("z"))
-        z_hat = torch.from_numpy(z_symbols).float() + self.z_medians()
-        params = self.entropy_parameters(z_hat, quality)
-        y_symbols = entropy_coding.decode(strings.y_string, params.indexes, self.tables("y"))
-        return torch.from_numpy(params.mu + y_symbols)
-
     def tables(self, latent: str) -> entropy_coding.CdfTables:
         """The integer CDF tables of z (factorized prior, one per channel) or y (Gaussian, one per scale)."""
-        module = self.entropy_bottleneck if latent == "z" else self.gaussian_conditional
-        return entropy_coding.CdfTables(module._quantized_cdf.numpy(), module._cdf_length.numpy(), module._offset.numpy())
-
-    @torch.no_grad()
-    def decompress(self, strings: LatentStrings, quality: float | None = None) -> Tensor:
-        """Decode x̂ (1, 3, 64·zh, 64·zw) in [0, 1] from its strings."""
-        return self.reconstruct(self.decompress_latents(strings, quality), quality).clamp_(0, 1)
+        prefix = "entropy_bottleneck" if latent == "z" else "gaussian_conditional"
+        return entropy_coding.CdfTables.of({k: v.numpy() for k, v in self.named_buffers() if k.startswith(prefix)},
+                                           prefix)
 
 
 def _rounded_residual(y: np.ndarray, mu: np.ndarray) -> np.ndarray:

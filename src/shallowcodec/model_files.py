@@ -1,11 +1,11 @@
 """Weights files of trained models, read without PyTorch: metadata, model cards, the embedded files.
 
 A weights file is a safetensors file (no pickle) whose string metadata holds ``architecture``,
-``config`` (JSON of the builder's keyword arguments: widths N, M, ``variable_rate``, ...), for
+``config`` (architectures.ModelConfig as JSON: widths N, M, ``variable_rate``, ...), for
 fixed-λ files ``quality`` and ``lmbda``, and free-form training facts (steps, crop,
 core-hours, photos24 figures). Its ``weights_id`` — the first 4 bytes of the file's SHA-256 —
 is stored in every bitstream, so a decoder with other weights refuses the file. zoo.py builds
-torch models from these files; decoder.py decodes with them in numpy.
+torch models from these files; decoder.py decodes with them in numpy (:func:`read_weights`).
 """
 
 from __future__ import annotations
@@ -13,17 +13,19 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 from safetensors import SafetensorError, safe_open
 
-from shallowcodec.quality import DEFAULT_QUALITY, LMBDAS, LmbdaScale
+from shallowcodec.architectures import ARCHITECTURES, ModelConfig
+from shallowcodec.architectures import DEFAULT_ARCHITECTURE as DEFAULT_ARCHITECTURE  # re-exported (cli.py, codec.py)
+from shallowcodec.quality import DEFAULT_QUALITY, LMBDAS
 
-#: Architecture names (zoo.ARCHITECTURES builds them; paper Sec. 4).
-ARCHITECTURE_NAMES = ("jpeg-like", "two-layer", "two-layer-nores", "mbt2018-mean")
-DEFAULT_ARCHITECTURE = "two-layer"
+#: Architecture names (architectures.ARCHITECTURES describes them; paper Sec. 4).
+ARCHITECTURE_NAMES = tuple(ARCHITECTURES)
 
 
 class ModelNotFoundError(LookupError):
@@ -79,16 +81,16 @@ def model_card(path: Path) -> dict:
         meta = read_metadata(path)
     except (OSError, ValueError) as e:
         raise ModelNotFoundError(f"cannot read weights {path}: {e}") from None
-    config = json.loads(meta["config"])
-    variable_rate = bool(config.get("variable_rate"))
-    qualities = list(range(len(LMBDAS))) if variable_rate else [int(meta["quality"])]
     try:
-        lmbdas = LmbdaScale.of_config(config).lmbdas() if variable_rate else [float(meta["lmbda"])]
-    except ValueError as e:
-        raise ModelNotFoundError(f"cannot read weights {path}: {e}") from None
+        config = ModelConfig.parse(meta["architecture"], meta["config"])
+        variable_rate = config.variable_rate
+        qualities = list(range(len(LMBDAS))) if variable_rate else [int(meta["quality"])]
+        lmbdas = config.scale.lmbdas() if variable_rate else [float(meta["lmbda"])]
+    except (KeyError, ValueError) as e:
+        raise ModelNotFoundError(f"cannot read weights {path}: {e.args[0] if isinstance(e, KeyError) else e}") from None
     facts = {k: json.loads(v) for k, v in meta.items() if k not in ("architecture", "quality", "lmbda", "config")}
     budget = {"core_hours": facts.get("core_hours", 0.0), "gpu_minutes": round(60 * facts.get("gpu_hours", 0.0), 1)}
-    return {"architecture": meta["architecture"], "config": config, "variable_rate": variable_rate,
+    return {"architecture": meta["architecture"], "config": json.loads(meta["config"]), "variable_rate": variable_rate,
             "qualities": qualities, "lmbdas": lmbdas, **facts, **budget}
 
 
@@ -120,3 +122,34 @@ def embedded_path(architecture: str) -> Path:
     if path is None:
         raise ModelNotFoundError(f"no embedded weights for model {architecture!r}")
     return path
+
+
+@dataclass(frozen=True)
+class ModelWeights:
+    """What a decoder needs of a trained model, as numpy arrays: its architecture and config, the fixed-λ
+    ``quality`` and ``lmbda`` (None for a variable-rate model), the ``weights_id`` its files carry and the
+    ``tensors`` by name (parameters, CDF tables, scale table; names as in zoo.save_weights)."""
+
+    architecture: str
+    config: ModelConfig
+    quality: int | None
+    lmbda: float | None
+    weights_id: int
+    tensors: Mapping[str, np.ndarray] = field(repr=False)
+
+
+def read_weights(path: Path, skip: tuple[str, ...] = ("g_a.", "h_a.")) -> ModelWeights:
+    """The :class:`ModelWeights` of a weights file, without PyTorch; tensors whose names start with ``skip``
+    (default the encoder's, which a decoder does not need) are not read.
+
+    Raises:
+        OSError: the file cannot be read; SafetensorError: it is not safetensors; KeyError: metadata is
+            missing; ValueError: a bad config, quality or λ.
+    """
+    data = Path(path).read_bytes()
+    with safe_open(path, "numpy") as f:
+        meta = f.metadata() or {}
+        config = ModelConfig.parse(meta["architecture"], meta["config"])
+        tensors = {k: f.get_tensor(k) for k in f.keys() if not k.startswith(skip)}
+    quality, lmbda = (None, None) if config.variable_rate else (int(meta["quality"]), float(meta["lmbda"]))
+    return ModelWeights(meta["architecture"], config, quality, lmbda, weights_id(data), tensors)

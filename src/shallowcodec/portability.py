@@ -5,8 +5,8 @@
 encodes every image with every embedded model at each quality (natively, and once more in a
 process restricted to AVX2 kernels), then decodes all files in subprocesses under each kernel
 set of :data:`KERNEL_SETS` (oneDNN ISA × ATen CPU capability, and OpenBLAS core types for the
-numpy decoder), each with both decoders — the torch model (oneDNN on and off, 1 and 2 threads)
-and the torch-free numpy decoder that users run (decoder.py; 1 and 2 OpenBLAS threads) — and
+numpy decoder), each with the numpy decoder that users run (decoder.py; 1 and 2 OpenBLAS threads)
+and with the torch model's g_s (oneDNN on and off, 1 and 2 threads) on the Codec's ŷ, and
 compares with the native torch decode: ŷ must be bit-identical (the entropy parameters are
 exact, entropy_parameters.py) and every pixel within ±1 (g_s runs in float32, whose sums
 differ in the last bits between kernels, as JPEG decoders differ by one level). Prints one line
@@ -78,7 +78,8 @@ def variant_key(n: int) -> str:
 
 
 def _torch_decoder(codecs: dict, mkldnn: bool, threads: int):
-    """bytes → (ŷ float64 ndarray, a function giving the (3, H, W) pixels) with the torch model's decode;
+    """bytes → (ŷ float64 ndarray, a function giving the (3, H, W) pixels) with the torch model: ŷ by
+    codec.Codec.decode_latents, pixels by its torch g_s (hyperprior.ShallowHyperprior.reconstruct);
     ``codecs`` caches a codec per (model, quality)."""
     import torch
 
@@ -95,7 +96,13 @@ def _torch_decoder(codecs: dict, mkldnn: bool, threads: int):
             codecs[key] = load(*key)
         codec = codecs[key]
         y_hat = codec.decode_latents(stream)
-        return y_hat.numpy(), lambda: codec.render(y_hat, stream.header.height, stream.header.width).numpy()
+
+        def render():  # the torch g_s that training and the eval-mode forward use
+            with torch.no_grad():
+                x_hat = codec.loaded.model.reconstruct(y_hat, codec.quality)
+            return x_hat.clamp_(0, 1).mul_(255).round_().to(torch.uint8)[0, :, : stream.header.height,
+                                                                           : stream.header.width].numpy()
+        return y_hat.numpy(), render
     return decode
 
 

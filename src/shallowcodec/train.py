@@ -42,16 +42,25 @@ from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from shallowcodec.architectures import ModelConfig
 from shallowcodec.atomic import atomic_write
 from shallowcodec.checkpoint import Progress, restore, save_checkpoint, save_trained_weights
-from shallowcodec.config import FIT_AFTER, WARMUP_STEPS, TrainArgumentError, TrainConfig, build_parser, config_from_args
+from shallowcodec.config import (
+    FIT_AFTER,
+    WARMUP_STEPS,
+    TrainArgumentError,
+    TrainConfig,
+    build_parser,
+    builder_config,
+    config_from_args,
+)
 from shallowcodec.data import data_stream
 from shallowcodec.distributed import Process, end_process, mean_over_processes, rank0_decides, start_process
 from shallowcodec.hyperprior import ShallowHyperprior
 from shallowcodec.metrics import psnr_of_mse
-from shallowcodec.model_files import ModelNotFoundError, model_card
+from shallowcodec.model_files import ModelNotFoundError
 from shallowcodec.quality import MAX_QUALITY, PAPER_SCALE, LmbdaScale
-from shallowcodec.zoo import build
+from shallowcodec.zoo import build_model
 
 #: With ``--steps 0``, the speed that fits the planned total leaves out the first FIT_SKIP steps (start-up).
 FIT_SKIP = 5
@@ -252,37 +261,13 @@ def train(cfg: TrainConfig) -> Path:
     return Path(cfg.out)
 
 
-def builder_config(cfg: TrainConfig) -> dict:
-    """Builder arguments: the ``--init`` weights' config (widths, h_s, λ scale) updated by ``--config``
-    (JSON object; e.g. ``{"lmbda_scale": [0.0005, 2.5]}`` moves a variable-rate model to another
-    λ scale, checkpoint.copy_from); plus variable_rate.
-
-    Raises:
-        ValueError: ``--config`` is not a JSON object.
-    """
-    try:
-        config = json.loads(cfg.config)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"--config is not JSON: {e}") from None
-    if not isinstance(config, dict):
-        raise ValueError(f"--config must be a JSON object such as '{{\"N\": 64, \"M\": 192}}', got {cfg.config}")
-    if cfg.init:
-        dropped = ("variable_rate",) if cfg.variable_rate else ("variable_rate", "lmbda_scale")
-        config = {k: v for k, v in model_card(cfg.init)["config"].items() if k not in dropped} | config
-    return {**config, "variable_rate": True} if cfg.variable_rate else config
-
-
-def _build_model(cfg: TrainConfig, proc: Process) -> tuple[ShallowHyperprior, dict]:
+def _build_model(cfg: TrainConfig, proc: Process) -> tuple[ShallowHyperprior, ModelConfig]:
     """The model (seeded: the same initial parameters on every rank) on the process's device, and its
     config; channels_last (1.13× the steps/s of NCHW on this CPU in fp32, 1.4× under bf16:
     benchmarks/train_speed.py) and, on CUDA, autotuned convolutions."""
     torch.manual_seed(cfg.seed)
-    config = builder_config(cfg)
-    try:
-        model = build(cfg.model, **config).to(proc.device)
-    except (TypeError, RuntimeError, ValueError) as e:
-        raise ValueError(f"--config {cfg.config}: {str(e).splitlines()[0]}") from None
-    model = model.to(memory_format=torch.channels_last)
+    config = builder_config(cfg)  # ValueError: a --config that the model does not take
+    model = build_model(config).to(proc.device, memory_format=torch.channels_last)
     if proc.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # one crop size throughout
     return model, config

@@ -22,9 +22,10 @@ import torch
 import torch.nn.functional as F
 from compressai.layers import GDN, GDN1, AttentionBlock
 from compressai.models.sensetime import ResidualBottleneckBlock
-from compressai.models.utils import conv, deconv
+from compressai.models.utils import conv
 from torch import Tensor, nn
 
+from shallowcodec.architectures import ConvSpec, ModelConfig, Stage, hyper_synthesis_layers
 from shallowcodec.entropy_parameters import (
     ACT_BITS,
     FixedPointLayer,
@@ -59,8 +60,42 @@ def conv_transpose_exact(in_ch: int, out_ch: int, kernel_size: int, stride: int)
     )
 
 
-class JPEGLikeSynthesis(nn.Module):
-    """JPEG-like synthesis g_s: a single transposed convolution M → 3, stride 16.
+class Synthesis(nn.Module):
+    """A synthesis g_s made of stages (architectures.Stage): per stage, x → IGDN(ConvT(x)) [+ ConvT_res(x)].
+
+    The modules carry the stages' names (``deconv``, ``up``, ``igdn``, ``up_res``, ``out``; ``0`` … ``6``),
+    the tensor names of the weights files; IGDN is CompressAI's GDN (inverse), IGDN1 its GDN1.
+
+    Shapes: y (B, M, h, w) → x̂ (B, 3, 16h, 16w).
+    """
+
+    def __init__(self, stages: tuple[Stage, ...]):
+        super().__init__()
+        self.stages = stages
+        for stage in stages:
+            self.add_module(stage.conv.name, _conv(stage.conv))
+            if stage.igdn is not None:
+                self.add_module(stage.igdn, (GDN1 if stage.l1 else GDN)(stage.conv.c_out, inverse=True))
+            if stage.residual is not None:
+                self.add_module(stage.residual.name, _conv(stage.residual))
+
+    def forward(self, y: Tensor) -> Tensor:
+        for stage in self.stages:
+            h = getattr(self, stage.conv.name)(y)
+            if stage.igdn is not None:
+                h = getattr(self, stage.igdn)(h)
+            if stage.residual is not None:
+                h = h + getattr(self, stage.residual.name)(y)
+            y = h
+        return y
+
+
+def _conv(spec: ConvSpec) -> nn.ConvTranspose2d:
+    return conv_transpose_exact(spec.c_in, spec.c_out, spec.kernel, spec.stride)
+
+
+class JPEGLikeSynthesis(Synthesis):
+    """JPEG-like synthesis g_s: a single transposed convolution M → 3, stride 16 (module ``deconv``).
 
     Paper Sec. 3.1: each latent pixel's M channels weight M learned k×k RGB "basis images"
     that are overlap-added at stride 16, like an inverse block transform. k = 16 is a pure
@@ -71,14 +106,10 @@ class JPEGLikeSynthesis(nn.Module):
     """
 
     def __init__(self, M: int, kernel_size: int = 18):
-        super().__init__()
-        self.deconv = conv_transpose_exact(M, 3, kernel_size, stride=16)
-
-    def forward(self, y: Tensor) -> Tensor:
-        return self.deconv(y)
+        super().__init__(ModelConfig.parse("jpeg-like", {"M": M, "kernel_size": kernel_size}).synthesis())
 
 
-class TwoLayerSynthesis(nn.Module):
+class TwoLayerSynthesis(Synthesis):
     """Two-layer synthesis g_s (the paper's proposed decoder, Sec. 3.2).
 
     ``residual=True`` (default)::
@@ -93,34 +124,19 @@ class TwoLayerSynthesis(nn.Module):
     """
 
     def __init__(self, M: int, hidden: int = 12, residual: bool = True):
-        super().__init__()
-        width = hidden if residual else 2 * hidden
-        self.up = conv_transpose_exact(M, width, 13, stride=8)
-        self.igdn = GDN1(width, inverse=True)
-        self.up_res = conv_transpose_exact(M, width, 13, stride=8) if residual else None
-        self.out = conv_transpose_exact(width, 3, 5, stride=2)
-
-    def forward(self, y: Tensor) -> Tensor:
-        h = self.igdn(self.up(y))
-        if self.up_res is not None:
-            h = h + self.up_res(y)
-        return self.out(h)
+        name = "two-layer" if residual else "two-layer-nores"
+        super().__init__(ModelConfig.parse(name, {"M": M, "hidden": hidden}).synthesis())
 
 
-class MBT2018Synthesis(nn.Sequential):
+class MBT2018Synthesis(Synthesis):
     """Baseline synthesis of the mean-scale hyperprior (Minnen et al. 2018; CompressAI mbt2018-mean).
 
-    4 × ConvT(k5, s2) with IGDN between; 187,585 FLOPs/pixel at N=192, M=320.
+    4 × ConvT(k5, s2) with IGDN between (modules ``0`` … ``6``); 187,585 FLOPs/pixel at N=192, M=320.
     Shapes: y (B, M, h, w) → x̂ (B, 3, 16h, 16w).
     """
 
     def __init__(self, N: int, M: int):
-        super().__init__(
-            deconv(M, N), GDN(N, inverse=True),
-            deconv(N, N), GDN(N, inverse=True),
-            deconv(N, N), GDN(N, inverse=True),
-            deconv(N, 3),
-        )
+        super().__init__(ModelConfig.parse("mbt2018-mean", {"N": N, "M": M}).synthesis())
 
 
 class ELICAnalysis(nn.Sequential):
@@ -171,23 +187,19 @@ class HyperAnalysis(nn.Sequential):
         )
 
 
-#: Kinds of h_s: the paper's three layers, or one transposed convolution at stride 4.
-HYPER_SYNTHESES = ("paper", "cheap")
-
-
 class HyperSynthesis(nn.Module):
     """Hyper-synthesis h_s: ẑ → (μ, log σ) of the Gaussian conditional of y, in fixed point.
 
-    ``kind="paper"``: ConvT k5 s2 (M) → ReLU → ConvT k5 s2 (1.5 M) → ReLU → ConvT k3 s1 (2 M),
-    30,355 FLOPs/pixel at M=320 (paper Table 1). ``kind="cheap"``: one ConvT(M→2M, k, s4)
-    (``kernel_size`` k ≥ 4; the authors' code has k6, issue 11 item 4), 2·M·2M·k²/4096 + 2M/256
-    FLOPs/pixel: 1,602 at k4 and 3,602 at k6 (M=320), trained by distillation (distill.py). k6 is
-    the default: distilled from the embedded two-layer weights it cost +0.5 % BD-rate on 6 photos24
-    images, k4 +2.9 % (benchmarks/results/cheap-hs-*.json); k4 alone meets issue 11's ≤ 2,000 FLOPs/pixel.
-    Either output is split into μ and log σ. Weights and activations are rounded to
-    fixed-point grids (entropy_parameters.py, after Ballé et al., ICLR 2019) so that the decoder
-    computes μ and the scale indexes bit-identically on every CPU; training sees the same
-    rounding through straight-through gradients.
+    The layers are those of architectures.ModelConfig.hyper_synthesis_layers. ``kind="paper"``:
+    ConvT k5 s2 (M) → ReLU → ConvT k5 s2 (1.5 M) → ReLU → ConvT k3 s1 (2 M), 30,355 FLOPs/pixel
+    at M=320 (paper Table 1). ``kind="cheap"``: one ConvT(M→2M, k, s4) (``kernel_size`` k ≥ 4;
+    the authors' code has k6), 2·M·2M·k²/4096 + 2M/256 FLOPs/pixel: 1,602 at k4 and 3,602 at k6
+    (M=320), trained by distillation (distill.py). k6 is the default: distilled from the embedded
+    two-layer weights it cost +0.5 % BD-rate on 6 photos24 images, k4 +2.9 %
+    (benchmarks/results/cheap-hs-*.json). Either output is split into μ and log σ. Weights and
+    activations are rounded to fixed-point grids (entropy_parameters.py, after Ballé et al.,
+    ICLR 2019) so that the decoder computes μ and the scale indexes bit-identically on every CPU;
+    training sees the same rounding through straight-through gradients.
 
     Shapes: ẑ (B, M, h/4, w/4) → μ, log σ each (B, M, h, w).
 
@@ -198,18 +210,12 @@ class HyperSynthesis(nn.Module):
 
     def __init__(self, M: int, kind: str = "paper", kernel_size: int = 6):
         super().__init__()
-        if kind not in HYPER_SYNTHESES:
-            raise ValueError(f"unknown h_s kind {kind!r}; expected one of {HYPER_SYNTHESES}")
-        if kind == "cheap":
-            self.layers = nn.Sequential(conv_transpose_exact(M, 2 * M, kernel_size, stride=4))
-        else:
-            self.layers = nn.Sequential(
-                deconv(M, M), nn.ReLU(inplace=True),
-                deconv(M, M * 3 // 2), nn.ReLU(inplace=True),
-                deconv(M * 3 // 2, 2 * M, kernel_size=3, stride=1),
-            )
-        for layer in self.convolutions():
-            check_fan_in(layer.in_channels, layer.kernel_size[0])
+        specs = hyper_synthesis_layers(M, kind, kernel_size)
+        layers = []
+        for i, spec in enumerate(specs):
+            check_fan_in(spec.c_in, spec.kernel)
+            layers += [_conv(spec)] + ([nn.ReLU(inplace=True)] if i < len(specs) - 1 else [])
+        self.layers = nn.Sequential(*layers)
         self._exact_layers: tuple[tuple, list[FixedPointLayer]] = ((), [])
 
     def convolutions(self) -> list[nn.ConvTranspose2d]:

@@ -58,15 +58,15 @@ class GainUnits(nn.Module):
     Args:
         M: latent channels of y and z.
         reference: quality whose gains start at 1 (the λ the initial weights were trained for).
-        lmbda_scale: [λ₀, r] of λ(q) = λ₀ · r^q (quality.LmbdaScale; default the paper's).
+        lmbda_scale: λ(q) = λ₀ · r^q, a quality.LmbdaScale or its [λ₀, r] (default the paper's).
 
     Raises:
         ValueError: a malformed ``lmbda_scale``.
     """
 
-    def __init__(self, M: int, reference: int = 3, lmbda_scale: tuple[float, float] | None = None):
+    def __init__(self, M: int, reference: int = 3, lmbda_scale: LmbdaScale | tuple[float, float] | None = None):
         super().__init__()
-        self.scale = LmbdaScale.parse(lmbda_scale)
+        self.scale = lmbda_scale if isinstance(lmbda_scale, LmbdaScale) else LmbdaScale.parse(lmbda_scale)
         lmbdas = self.scale.lmbdas()
         log_gain = torch.tensor([0.5 * math.log(lm / lmbdas[reference]) for lm in lmbdas]).unsqueeze(1).repeat(1, M)
         self.log_y_gain = nn.Parameter(log_gain.clone())

@@ -1,16 +1,17 @@
-"""Architecture registry and the embedded (safetensors) weights.
+"""Torch models of the architectures (architectures.py) and their weights files (safetensors).
 
 Architectures (paper Sec. 4): ``jpeg-like`` (ELIC g_a + JPEG-like g_s, k=18), ``two-layer``
 (ELIC g_a + residual two-layer g_s), ``two-layer-nores`` (CNN g_a + two-layer g_s without the
-residual branch) and the ``mbt2018-mean`` baseline (CNN g_a + 4-layer g_s). Widths N (analysis
-channels) and M (latent channels) are arguments; the paper uses N=192, M=320. With
+residual branch) and the ``mbt2018-mean`` baseline (CNN g_a + 4-layer g_s), each described once
+in architectures.py. Widths N (analysis channels) and M (latent channels) are fields of
+architectures.ModelConfig; the paper uses N=192, M=320. With
 ``variable_rate=True`` a model carries gain units and covers qualities 0–6 (variable_rate.py) at
 λ(q) = λ₀ · r^q, ``lmbda_scale`` = [λ₀, r] (default the paper's 0.00125 · 2^q; quality.py);
 otherwise it is a fixed-λ model (the paper's recipe). Each architecture embeds one
 variable-rate weights file.
 
 Weights files are safetensors (no pickle). Their string metadata holds ``architecture``,
-``config`` (JSON of the builder's keyword arguments), for fixed-λ files ``quality`` and
+``config`` (ModelConfig.to_json), for fixed-λ files ``quality`` and
 ``lmbda``, plus free-form training facts. Besides the parameters, a file stores the entropy
 coders' integer CDF tables and the scale table (hyperprior.TABLE_NAMES): computing them involves float
 erfc and sigmoid, which can differ in the last bit between CPUs, so every decoder uses the
@@ -28,92 +29,48 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, save
 
+from shallowcodec.architectures import ARCHITECTURES, ModelConfig
 from shallowcodec.atomic import atomic_write
 from shallowcodec.hyperprior import TABLE_NAMES, ShallowHyperprior
 from shallowcodec.model_files import (
     DEFAULT_ARCHITECTURE,
     ModelNotFoundError,
+    ModelWeights,
     check_finite,
     embedded_path,
     read_metadata,
     weights_id,
 )
 from shallowcodec.quality import PAPER_SCALE, LmbdaScale
-from shallowcodec.transforms import (
-    CNNAnalysis,
-    ELICAnalysis,
-    HyperAnalysis,
-    HyperSynthesis,
-    JPEGLikeSynthesis,
-    MBT2018Synthesis,
-    TwoLayerSynthesis,
-)
+from shallowcodec.transforms import CNNAnalysis, ELICAnalysis, HyperAnalysis, HyperSynthesis, Synthesis
 from shallowcodec.variable_rate import GainUnits
 
-
-def _gain(M: int, variable_rate: bool, lmbda_scale: tuple[float, float] | None) -> GainUnits | None:
-    """Gain units of a variable-rate model with λ(q) = λ₀ · r^q, ``lmbda_scale`` = [λ₀, r] (None: the paper's)."""
-    if lmbda_scale is not None and not variable_rate:
-        raise ValueError("lmbda_scale applies to a variable-rate model")
-    return GainUnits(M, lmbda_scale=lmbda_scale) if variable_rate else None
-
-
-def _h_s(M: int, hyper_synthesis: str, hyper_kernel: int) -> HyperSynthesis:
-    """h_s of every architecture: ``hyper_synthesis`` "paper" (three layers, 30,355 FLOPs/pixel at M=320) or
-    "cheap" (one ConvT(M→2M, k=``hyper_kernel``, s4), distilled by distill.py; 3,602 FLOPs/pixel at k6, 1,602 at k4, M=320).
-    Both are stored in a weights file's config JSON (a file without them has the paper h_s)."""
-    return HyperSynthesis(M, hyper_synthesis, hyper_kernel)
-
-
-def jpeg_like(N: int = 192, M: int = 320, kernel_size: int = 18, variable_rate: bool = False,
-              hyper_synthesis: str = "paper", hyper_kernel: int = 6,
-              lmbda_scale: tuple[float, float] | None = None) -> ShallowHyperprior:
-    """ELIC g_a + JPEG-like g_s (one ConvT, kernel ``kernel_size``, stride 16); h_s as in :func:`_h_s`."""
-    return ShallowHyperprior(ELICAnalysis(N, M), JPEGLikeSynthesis(M, kernel_size), HyperAnalysis(M),
-                             _h_s(M, hyper_synthesis, hyper_kernel), M, _gain(M, variable_rate, lmbda_scale))
-
-
-def two_layer(N: int = 192, M: int = 320, hidden: int = 12, variable_rate: bool = False,
-              hyper_synthesis: str = "paper", hyper_kernel: int = 6,
-              lmbda_scale: tuple[float, float] | None = None) -> ShallowHyperprior:
-    """ELIC g_a + the proposed residual two-layer g_s (``hidden`` channels between the layers); h_s as in :func:`_h_s`."""
-    return ShallowHyperprior(ELICAnalysis(N, M), TwoLayerSynthesis(M, hidden), HyperAnalysis(M),
-                             _h_s(M, hyper_synthesis, hyper_kernel), M, _gain(M, variable_rate, lmbda_scale))
-
-
-def two_layer_nores(N: int = 256, M: int = 320, hidden: int = 12, variable_rate: bool = False,
-                    hyper_synthesis: str = "paper", hyper_kernel: int = 6,
-                    lmbda_scale: tuple[float, float] | None = None) -> ShallowHyperprior:
-    """CNN g_a (N=256 in the paper) + two-layer g_s without the residual branch (2·hidden channels); h_s as in
-    :func:`_h_s`."""
-    return ShallowHyperprior(CNNAnalysis(N, M), TwoLayerSynthesis(M, hidden, residual=False), HyperAnalysis(M),
-                             _h_s(M, hyper_synthesis, hyper_kernel), M, _gain(M, variable_rate, lmbda_scale))
-
-
-def mbt2018_mean(N: int = 192, M: int = 320, variable_rate: bool = False, hyper_synthesis: str = "paper",
-                 hyper_kernel: int = 6, lmbda_scale: tuple[float, float] | None = None) -> ShallowHyperprior:
-    """The mean-scale hyperprior baseline: CNN g_a + 4 × ConvT/IGDN g_s; h_s as in :func:`_h_s`."""
-    return ShallowHyperprior(CNNAnalysis(N, M), MBT2018Synthesis(N, M), HyperAnalysis(M),
-                             _h_s(M, hyper_synthesis, hyper_kernel), M, _gain(M, variable_rate, lmbda_scale))
-
-
-ARCHITECTURES = {
-    "jpeg-like": jpeg_like,
-    "two-layer": two_layer,
-    "two-layer-nores": two_layer_nores,
-    "mbt2018-mean": mbt2018_mean,
-}
+#: The torch g_a of each kind of analysis (architectures.Architecture.analysis).
+ANALYSES = {"elic": ELICAnalysis, "cnn": CNNAnalysis}
 
 
 def build(architecture: str, **config) -> ShallowHyperprior:
-    """Build an untrained model by architecture name; ``config`` holds widths such as N, M.
+    """Build an untrained model by architecture name; ``config`` holds the fields of
+    architectures.ModelConfig to set (e.g. N, M; the others take the architecture's defaults).
 
     Raises:
-        ModelNotFoundError: for an unknown architecture name.
+        ModelNotFoundError: an unknown architecture name.
+        ValueError: a config key the architecture does not take, or a bad value.
     """
-    if architecture not in ARCHITECTURES:
-        raise ModelNotFoundError(f"unknown model {architecture!r}; choose from {', '.join(ARCHITECTURES)}")
-    return ARCHITECTURES[architecture](**config)
+    try:
+        return build_model(ModelConfig.parse(architecture, config))
+    except KeyError as e:
+        raise ModelNotFoundError(e.args[0]) from None
+
+
+def build_model(config: ModelConfig) -> ShallowHyperprior:
+    """An untrained model of a config: its architecture's g_a, the g_s of its stages (transforms.Synthesis), the
+    paper's h_a, the h_s of its kind and, for a variable-rate config, gain units with its λ scale."""
+    arch = ARCHITECTURES[config.architecture]
+    gain = GainUnits(config.M, lmbda_scale=config.scale) if config.variable_rate else None
+    return ShallowHyperprior(ANALYSES[arch.analysis](config.N, config.M), Synthesis(config.synthesis()),
+                             HyperAnalysis(config.M), HyperSynthesis(config.M, config.hyper_synthesis, config.hyper_kernel),
+                             config.M, gain, config)
 
 
 @dataclass
@@ -139,18 +96,24 @@ class LoadedModel:
         return self.model.variable_rate
 
     @property
+    def config(self) -> ModelConfig:
+        """The model's widths and kinds (architectures.ModelConfig)."""
+        return self.model.config
+
+    @property
     def scale(self) -> LmbdaScale:
         """λ(q) of a variable-rate model (its config's ``lmbda_scale``); the paper's for a fixed-λ one."""
         return self.model.gain.scale if self.model.gain is not None else PAPER_SCALE
 
 
-def save_weights(path: Path, model: ShallowHyperprior, architecture: str, config: dict,
+def save_weights(path: Path, model: ShallowHyperprior, architecture: str, config: ModelConfig | dict,
                  quality: int | None = None, lmbda: float | None = None, half: bool = True, **facts) -> None:
     """Write the model's parameters (fp16 when ``half``) and metadata to a safetensors file.
 
     Stores the parameters and the entropy coders' tables (:data:`TABLE_NAMES`, rebuilt here from the
     parameters with ``model.update(force=True)``), no optimizer state. ``quality`` and ``lmbda``
-    describe a fixed-λ model (None for a variable-rate one). ``facts`` (e.g. steps,
+    describe a fixed-λ model (None for a variable-rate one). ``config`` (a ModelConfig, or a dict of its fields)
+    is stored as ModelConfig.to_json. ``facts`` (e.g. steps,
     train_seconds, crop) are stored as JSON strings. Written atomically (atomic.py).
 
     Raises:
@@ -160,7 +123,9 @@ def save_weights(path: Path, model: ShallowHyperprior, architecture: str, config
     tensors = {k: (v.detach().half() if half else v.detach()).contiguous() for k, v in model.named_parameters()}
     buffers = dict(model.named_buffers())
     tensors.update({k: buffers[k].detach().cpu().contiguous() for k in TABLE_NAMES})
-    meta = {"architecture": architecture, "config": json.dumps(config)}
+    if not isinstance(config, ModelConfig):
+        config = ModelConfig.parse(architecture, config)
+    meta = {"architecture": architecture, "config": config.to_json()}
     if not model.variable_rate:
         meta.update(quality=str(quality), lmbda=repr(lmbda))
     meta.update({k: json.dumps(v) for k, v in facts.items()})
@@ -181,7 +146,7 @@ def load_weights(path: Path) -> LoadedModel:
         data = Path(path).read_bytes()
         meta = read_metadata(path)
         architecture = meta["architecture"]
-        model = build(architecture, **json.loads(meta["config"]))
+        model = build_model(ModelConfig.parse(architecture, meta["config"]))
         has_tables = _copy_tensors(model, load(data))
         quality, lmbda = (None, None) if model.variable_rate else (int(meta["quality"]), float(meta["lmbda"]))
     except (OSError, SafetensorError, KeyError, ValueError, TypeError, RuntimeError) as e:
@@ -214,6 +179,14 @@ def _copy_tensors(model: ShallowHyperprior, tensors: dict) -> bool:
                 module, attr = name.split(".")
                 setattr(getattr(model, module), attr, value.clone())
     return has_tables
+
+
+def model_weights(loaded: LoadedModel) -> ModelWeights:
+    """The decoder's tensors of a loaded model, as numpy arrays sharing the model's memory (for decoder.Decoder):
+    the parameters and tables but g_a's and h_a's, float32 as the model holds them (a file's fp16 values, widened)."""
+    tensors = {k: v.detach().cpu().numpy() for k, v in loaded.model.state_dict().items()
+               if not k.startswith(("g_a.", "h_a."))}
+    return ModelWeights(loaded.architecture, loaded.config, loaded.quality, loaded.lmbda, loaded.weights_id, tensors)
 
 
 def load_embedded(architecture: str = DEFAULT_ARCHITECTURE) -> LoadedModel:
