@@ -261,3 +261,21 @@ def _run(x: Tensor, learned: dict[str, Codec], runs: int, thread_counts: tuple[i
 def _with_ratios(row: dict, two_layer_s: float, jpeg_like_s: float, pixels: int) -> dict:
     return {**row, "bpp": bpp(row["bytes"], pixels),
             "decode_vs_two_layer": row["decode_s"] / two_layer_s, "decode_vs_jpeg_like": row["decode_s"] / jpeg_like_s}
+
+
+def format_report(report: dict) -> str:
+    """A :func:`run` report as one table per thread count: bytes, bpp, encode and decode seconds, the decoder's
+    stages, the whole CLI decode, and the decode time ÷ the two-layer's and the jpeg-like's."""
+    lines = []
+    for n, rows in report["threads"].items():
+        startup = report["startup_s"].get(n)
+        lines.append(f"{report['image']} {report['width']}x{report['height']}, median of {report['runs']} runs, "
+                     f"{n} thread(s)" + (f"; decoder start-up (imports + weights) {startup:.3f} s" if startup else ""))
+        lines.append(f"  {'codec':38s}{'bytes':>7s}{'bpp':>7s}{'enc s':>8s}{'dec s':>8s}{'entropy':>8s}{'h_s':>8s}"
+                     f"{'g_s':>8s}{'CLI s':>8s}{'÷2-layer':>9s}{'÷jpeg-like':>11s}")
+        for r in rows:
+            split = "".join(f"{r[k]:8.4f}" if r.get(k) is not None else f"{'':8s}"
+                            for k in ("entropy_s", "h_s_s", "g_s_s", "cli_s"))
+            lines.append(f"  {r['name']:38s}{r['bytes']:7d}{r['bpp']:7.3f}{r['encode_s']:8.4f}{r['decode_s']:8.4f}"
+                         f"{split}{r['decode_vs_two_layer']:9.2f}{r['decode_vs_jpeg_like']:11.2f}")
+    return "\n".join(lines)
