@@ -1,6 +1,7 @@
 """The rate–distortion campaign: continue every embedded model in resumable CPU stretches.
 
-    python scripts/campaign.py --data ../shared/data/train-photos ../shared/data/train-photos-2 --run RUN [--slice-minutes 15]
+    python scripts/campaign.py --data ../shared/data/train-photos ../shared/data/train-photos-2 --run RUN \
+        [--slice-minutes 15]
     kill -TERM <pid of this script>        # stops cleanly: the running slice checkpoints, then exit
     python scripts/campaign.py --run RUN --status
 
@@ -103,7 +104,8 @@ def recipe(rate_weighting: float) -> list[str]:
             "--train-qualities", *map(str, LOW_RATE_QUALITIES)]
 
 
-def slice_argv(run: Path, architecture: str, data: list[Path], minutes: float, threads: int, rate_weighting: float) -> list[str]:
+def slice_argv(run: Path, architecture: str, data: list[Path], minutes: float, threads: int,
+               rate_weighting: float) -> list[str]:
     """Trainer arguments of one slice (resuming the architecture's checkpoint when it has one)."""
     init = run / f"init-{architecture}.safetensors"
     out = run / f"{architecture}.safetensors"
