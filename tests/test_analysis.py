@@ -155,3 +155,53 @@ def test_cli_flatness_writes_png_and_json(codec_factory, crop_files, tmp_path, c
     assert (tmp_path / "flat.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert cli.main(argv) == 1  # outputs exist: one line, exit 1
     assert capsys.readouterr().err.strip().endswith("exists (use --force to overwrite)")
+
+
+def test_cli_kernels_trains_each_size_through_the_trainer_api(codec_factory, crop_files, tmp_path, capsys,
+                                                             monkeypatch):
+    from shallowcodec import cli
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # the trainer's image cache: not the real ~/.cache
+    weights = tmp_path / "j.safetensors"
+    codec_factory(weights.name, architecture="jpeg-like", variable_rate=True)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for path in crop_files:
+        (photos / path.name).write_bytes(path.read_bytes())
+    stem, work = tmp_path / "kern", tmp_path / "work"
+    argv = ["analyze", "kernels", "--weights", str(weights), "--images", *map(str, crop_files), "--kernels", "16", "18",
+            "--qualities", "1", "3", "--data", str(photos), "--work", str(work), "--train-steps", "1",
+            "--train-crop", "64", "--batch-size", "1", "--window", "32", "-o", str(stem)]
+    assert cli.main(argv) == 0
+    report = json.loads((tmp_path / "kern.json").read_text())
+    assert [r["kernel_size"] for r in report["rows"]] == [16, 18] and report["reference_kernel"] == 18
+    assert [r["train_steps"] for r in report["rows"]] == [1, 1]
+    assert report["rows"][1]["bd_rate_vs_reference_percent"] == pytest.approx(0.0, abs=1e-9)
+    assert report["budget"] == {"steps": 1, "crop": 64, "batch_size": 1, "lr": 1e-4, "quantizer": "mixed",
+                                "threads": 1, "data": str(photos)}
+    assert sorted(p.name for p in work.glob("*.safetensors")) == ["init-k16.safetensors", "init-k18.safetensors",
+                                                                  "k16.safetensors", "k18.safetensors"]
+    assert (tmp_path / "kern.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert capsys.readouterr().out.count("k=1") == 2
+
+
+def test_cli_tradeoff_reads_results_and_bench(tmp_path, capsys):
+    from shallowcodec import cli
+    from shallowcodec.evaluation import SCHEMA
+
+    files = {}
+    for name, model, codec, points in (("mbt2018-mean", "mbt2018-mean", "shallowcodec", [(0.2, 27.0), (0.5, 31.0),
+                                                                                        (1.0, 33.5)]),
+                                       ("webp", None, "webp", [(0.1, 27.0), (0.25, 31.0), (0.5, 33.5)])):
+        result = {"schema": SCHEMA, **_result(name, model, codec, points), "n_images": 1}
+        for point, q in zip(result["points"], (1, 2, 3)):
+            point.update(quality=q, lmbda=None, images=[{"image": "a.png"}])
+        files[name] = tmp_path / f"{name}.json"
+        files[name].write_text(json.dumps(result))
+    bench = tmp_path / "bench.json"
+    bench.write_text(json.dumps({"image": "x.png", "threads": {"1": [{"name": "webp q50", "decode_s": 0.007}]}}))
+    argv = ["analyze", "tradeoff", str(files["webp"]), "--anchor", str(files["mbt2018-mean"]), "--bench", str(bench),
+            "-o", str(tmp_path / "t")]
+    assert cli.main(argv) == 0
+    rows = json.loads((tmp_path / "t.json").read_text())["rows"]
+    assert len(rows) == 1 and rows[0]["bd_rate_percent"] == pytest.approx(-50.0) and rows[0]["decode_ms"] == 7.0
+    assert "webp: BD-rate -50.0 % vs mbt2018-mean" in capsys.readouterr().out

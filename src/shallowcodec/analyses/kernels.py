@@ -161,7 +161,7 @@ def train_kernel(start: LoadedModel, k: int, work: Path, budget: Budget) -> Path
 
 
 def analyze(start: LoadedModel, start_name: str, paths: list[Path], kernels: list[int], qualities: list[float],
-            work: Path, budget: Budget, window: int = 96, log: Callable[[str], object] = print) -> tuple[dict, Figure]:
+            work: Path, budget: Budget, window: int, log: Callable[[str], object] = print) -> tuple[dict, Figure]:
     """Train each kernel size from ``start`` (jpeg-like weights named ``start_name``) for ``budget`` in the folder
     ``work`` (created if missing), measure it on the images ``paths`` at ``qualities``, and show its decoded
     window × window crop of the first image at the lowest quality; the report and its figure, one line per k

@@ -55,7 +55,7 @@ def sga_curve(codec: Codec, crops: list[Tensor], steps: list[int], seed: int = 0
 
 
 def analyze(codecs: list[tuple[str, Codec]], crops: list[Tensor], names: list[str], crop: int, steps: list[int],
-            seed: int = 0, log: Callable[[str], object] = print) -> tuple[dict, Figure]:
+            seed: int, log: Callable[[str], object] = print) -> tuple[dict, Figure]:
     """The SGA-curve report of each (name, codec) on ``crops`` (crop × crop, uint8, named ``names``) at the SGA
     iteration counts ``steps``, and its figure; one line per model to ``log``."""
     models = []

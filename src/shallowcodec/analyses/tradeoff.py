@@ -50,7 +50,7 @@ def tradeoff_row(result: dict, anchor: dict, bench: dict | None, threads: str, w
             "bd_rate_percent": bd, "bd_note": note, "flops_per_pixel": flops, "decode_ms": ms, "decode_ms_source": source}
 
 
-def analyze(results: list[tuple[Path, Path | None]], anchor: Path, bench: Path | None, threads: str = "1",
+def analyze(results: list[tuple[Path, Path | None]], anchor: Path, bench: Path | None, threads: str,
             log: Callable[[str], object] = print) -> tuple[dict, Figure]:
     """The trade-off report of result files (``shallowcodec eval --json``), each with the weights file whose
     FLOPs to count or None (the architecture at the embedded widths), against the ``anchor`` result, with decode
