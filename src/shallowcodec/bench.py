@@ -53,6 +53,8 @@ from shallowcodec.model_files import embedded_models, weights_id
 from shallowcodec.quality import DEFAULT_QUALITY, lmbda_of
 
 THREADS = (1, 2)
+#: Timed runs per measurement (the median is reported).
+RUNS = 5
 LEARNED = ("two-layer", "jpeg-like", "mbt2018-mean")
 PILLOW = ("jpeg420", "webp", "avif", "jxl")
 
@@ -215,7 +217,7 @@ def threads(n: int):
         AvifImagePlugin.DEFAULT_MAX_THREADS, JpegXLImagePlugin.DECODE_THREADS = saved[1], saved[2]
 
 
-def run(x: Tensor, quality: float | None = None, runs: int = 5, thread_counts: tuple[int, ...] = THREADS,
+def run(x: Tensor, quality: float | None = None, runs: int = RUNS, thread_counts: tuple[int, ...] = THREADS,
         paper_size: bool = False) -> dict:
     """Benchmark every entry (see the module docstring) on image ``x`` (3, H, W) uint8.
 

@@ -1,4 +1,4 @@
-"""Distillation of a cheap hyper-synthesis h_s (issue 11, item 4): only h_s learns, on cached latents.
+"""Distillation of a cheap hyper-synthesis h_s: only h_s learns, on cached latents.
 
 The paper's h_s (30,355 FLOPs/pixel at M=320) costs more than the shallow g_s it serves. The cheap
 h_s is one ConvT(M→2M, k, s4) (transforms.HyperSynthesis, ``kind="cheap"``; FLOPs/pixel at M=320:

@@ -50,7 +50,7 @@ def channel_bits(codec: Codec, paths: list[Path]) -> np.ndarray:
     return total.numpy()
 
 
-def filter_grid(filters: np.ndarray, columns: int = 16, gap: int = 1) -> np.ndarray:
+def filter_grid(filters: np.ndarray, columns: int, gap: int = 1) -> np.ndarray:
     """Filters (M, 3, h, w) as one RGB image (rows·(h+gap)+gap, columns·(w+gap)+gap, 3) in [0, 1], row-major in
     the given order, like JPEG's DCT basis chart: each filter scaled by its own largest |value| around mid-grey
     (its shape, not its magnitude); gaps and empty cells white; rows = ⌈M / columns⌉."""

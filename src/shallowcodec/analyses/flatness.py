@@ -23,7 +23,7 @@ def coded_latents(codec: Codec, x: Tensor) -> Tensor:
     return codec.loaded.model.ungain(codec.decode_latents(unpack(codec.compress(x))), codec.quality)
 
 
-def path_distances(g_s: torch.nn.Module, y0: Tensor, y1: Tensor, steps: int = 32) -> tuple[np.ndarray, float]:
+def path_distances(g_s: torch.nn.Module, y0: Tensor, y1: Tensor, steps: int) -> tuple[np.ndarray, float]:
     """Per-step distances of the decoded straight latent path and the straight distance.
 
     ŷ(t) = (1−t)·ŷ₀ + t·ŷ₁ at t_i = i/steps (i = 0 … steps), decoded by a float64 copy of g_s, unclamped,

@@ -11,6 +11,7 @@ from shallowcodec.atomic import check_output
 from shallowcodec.cli import paths
 from shallowcodec.cli.files import expand_images, write_json, write_output
 from shallowcodec.cli.options import add_force, lower_bounded
+from shallowcodec.quality import DEFAULT_QUALITY
 
 #: Learned models of the analyses by default (the embedded architectures).
 MODELS = ("jpeg-like", "two-layer", "mbt2018-mean")
@@ -116,7 +117,8 @@ def add_models(p: argparse.ArgumentParser, models: tuple[str, ...]) -> None:
     which.add_argument("--models", nargs="+", default=list(models), metavar="NAME",
                        help=f"embedded models (default: {' '.join(models)})")
     which.add_argument("--weights", type=Path, nargs="+", metavar="FILE", help="weights files instead of embedded models")
-    p.add_argument("--quality", type=float, default=3, help="quality 0–6 of variable-rate models (default 3)")
+    p.add_argument("--quality", type=float, default=DEFAULT_QUALITY,
+                   help="quality 0–6 of variable-rate models (default %(default)s)")
 
 
 def add_images(p: argparse.ArgumentParser, count: int | None) -> None:

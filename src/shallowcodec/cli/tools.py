@@ -33,8 +33,8 @@ def define_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quality", type=quality_type, help=f"quality of the embedded models (default {DEFAULT_QUALITY})")
     p.add_argument("--paper-size", action="store_true",
                    help="untrained models at the paper's widths (N=192, M=320) instead of the embedded ones")
-    p.add_argument("--runs", type=lower_bounded(int, 1, inclusive=True), default=5,
-                   help="timed runs per measurement; the median is reported")
+    p.add_argument("--runs", type=lower_bounded(int, 1, inclusive=True), default=bench.RUNS,
+                   help="timed runs per measurement; the median is reported (default %(default)s)")
     p.add_argument("--threads", type=lower_bounded(int, 1, inclusive=True), nargs="+", default=list(bench.THREADS),
                    help="thread counts")
     p.add_argument("--json", action="store_true")
