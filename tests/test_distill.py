@@ -135,7 +135,7 @@ def test_latent_cache_is_reused(job):
 
 
 def test_cli_distills_and_refuses_bad_options(job, capsys):
-    from shallowcodec import cli  # the CLI module imports every command's dependencies
+    from shallowcodec import cli
 
     out = job.out.with_name("cli.safetensors")
     args = ["distill", "--weights", str(job.weights), "--out", str(out), "--data", str(job.data), "--steps", "3",

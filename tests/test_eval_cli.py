@@ -8,6 +8,7 @@ import math
 import pytest
 
 from shallowcodec import bench, cli, codec
+from shallowcodec.cli import paths
 from shallowcodec.evaluation import SCHEMA, load_result
 from shallowcodec.images import tensor_to_image
 
@@ -154,7 +155,7 @@ def test_plot_writes_png_and_needs_force(curves, tmp_path, capsys):
 
 
 def test_plot_overlays_published_anchors(curves, tmp_path, capsys):
-    if not cli.DEFAULT_ANCHORS_DIR.is_dir():
+    if not paths.anchors().is_dir():
         pytest.skip("shared/anchors not found")
     code, out, _ = run(["plot", *curves, "-o", tmp_path / "rd.png", "--anchors"], capsys)
     assert code == 0 and "9 curves" in out

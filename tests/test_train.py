@@ -372,7 +372,7 @@ def test_output_is_checked_before_training(train_folder, tmp_path, capsys):
     _fails(_argv(train_folder, train_folder / "w.safetensors"), capsys, "inside the data folder")
     existing = tmp_path / "w.safetensors"
     existing.write_bytes(b"precious")
-    _fails(_argv(train_folder, existing), capsys, "exists (use --force to replace it)")
+    _fails(_argv(train_folder, existing), capsys, "exists (use --force to overwrite)")
     assert existing.read_bytes() == b"precious"
     _fails(_argv(train_folder, existing, "--init", str(existing), "--force"), capsys, "would replace the weights")
 

@@ -3,7 +3,8 @@
 Every writer of the package (the CLI's outputs, weights, training checkpoints, the image cache)
 goes through :func:`atomic_write`: the content is written to a temporary file in the target's
 folder, then renamed over the target (``os.replace``, atomic on POSIX and Windows), so readers
-(another process sharing a cache, a resumed run) never see a partial file.
+(another process sharing a cache, a resumed run) never see a partial file. :func:`check_output`
+is the one check of an output path before the work (an existing file is replaced only with ``--force``).
 """
 
 from __future__ import annotations
@@ -53,3 +54,19 @@ def atomic_write(path: str | Path, content: bytes | Callable[[BinaryIO], object]
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def check_output(path: str | Path, force: bool) -> None:
+    """Refuse, before any work, an output path that cannot or may not be written: a folder, a file in a
+    missing folder, or an existing file unless ``force`` (every command that writes a file checks here).
+
+    Raises:
+        ValueError: one line naming the path and the problem.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder")
+    if not path.absolute().parent.is_dir():
+        raise ValueError(f"cannot write {path}: its folder does not exist")
+    if path.exists() and not force:
+        raise ValueError(f"{path} exists (use --force to overwrite)")

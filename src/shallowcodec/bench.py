@@ -53,6 +53,8 @@ from shallowcodec.model_files import embedded_models, weights_id
 from shallowcodec.quality import DEFAULT_QUALITY, lmbda_of
 
 THREADS = (1, 2)
+#: Timed runs per measurement (the median is reported).
+RUNS = 5
 LEARNED = ("two-layer", "jpeg-like", "mbt2018-mean")
 PILLOW = ("jpeg420", "webp", "avif", "jxl")
 
@@ -215,7 +217,7 @@ def threads(n: int):
         AvifImagePlugin.DEFAULT_MAX_THREADS, JpegXLImagePlugin.DECODE_THREADS = saved[1], saved[2]
 
 
-def run(x: Tensor, quality: float | None = None, runs: int = 5, thread_counts: tuple[int, ...] = THREADS,
+def run(x: Tensor, quality: float | None = None, runs: int = RUNS, thread_counts: tuple[int, ...] = THREADS,
         paper_size: bool = False) -> dict:
     """Benchmark every entry (see the module docstring) on image ``x`` (3, H, W) uint8.
 
@@ -261,3 +263,21 @@ def _run(x: Tensor, learned: dict[str, Codec], runs: int, thread_counts: tuple[i
 def _with_ratios(row: dict, two_layer_s: float, jpeg_like_s: float, pixels: int) -> dict:
     return {**row, "bpp": bpp(row["bytes"], pixels),
             "decode_vs_two_layer": row["decode_s"] / two_layer_s, "decode_vs_jpeg_like": row["decode_s"] / jpeg_like_s}
+
+
+def format_report(report: dict) -> str:
+    """A :func:`run` report as one table per thread count: bytes, bpp, encode and decode seconds, the decoder's
+    stages, the whole CLI decode, and the decode time ÷ the two-layer's and the jpeg-like's."""
+    lines = []
+    for n, rows in report["threads"].items():
+        startup = report["startup_s"].get(n)
+        lines.append(f"{report['image']} {report['width']}x{report['height']}, median of {report['runs']} runs, "
+                     f"{n} thread(s)" + (f"; decoder start-up (imports + weights) {startup:.3f} s" if startup else ""))
+        lines.append(f"  {'codec':38s}{'bytes':>7s}{'bpp':>7s}{'enc s':>8s}{'dec s':>8s}{'entropy':>8s}{'h_s':>8s}"
+                     f"{'g_s':>8s}{'CLI s':>8s}{'÷2-layer':>9s}{'÷jpeg-like':>11s}")
+        for r in rows:
+            split = "".join(f"{r[k]:8.4f}" if r.get(k) is not None else f"{'':8s}"
+                            for k in ("entropy_s", "h_s_s", "g_s_s", "cli_s"))
+            lines.append(f"  {r['name']:38s}{r['bytes']:7d}{r['bpp']:7.3f}{r['encode_s']:8.4f}{r['decode_s']:8.4f}"
+                         f"{split}{r['decode_vs_two_layer']:9.2f}{r['decode_vs_jpeg_like']:11.2f}")
+    return "\n".join(lines)

@@ -34,6 +34,7 @@ from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
 from shallowcodec.architectures import ModelConfig
 from shallowcodec.model_files import DEFAULT_ARCHITECTURE, ModelNotFoundError, embedded_models, model_card
+from shallowcodec.zoo import build
 
 aten = torch.ops.aten
 
@@ -133,3 +134,36 @@ def _base_config(architecture: str, paper_size: bool) -> dict:
         raise ModelNotFoundError(f"no embedded weights to take widths from for {architecture!r}; use --paper-size")
     config = model_card(available[DEFAULT_ARCHITECTURE])["config"]
     return {**defaults, **{k: config[k] for k in ("N", "M") if k in config}}
+
+
+def flops_report(architectures: list[str], paper_size: bool = False, overrides: dict | None = None) -> dict:
+    """FLOPs per image pixel of each architecture's components (:func:`flops_per_pixel` of a model built at
+    :func:`flops_config`), with the paper's counts (:data:`PAPER_FLOPS`) at the paper's widths.
+
+    Returns:
+        ``{"unit", "paper_size", "models": [{"model", "config", "g_a", "h_a", "g_s", "h_s", "paper"}]}``.
+
+    Raises:
+        ModelNotFoundError, ValueError: as :func:`flops_config`.
+    """
+    rows = []
+    for name in architectures:
+        config = flops_config(name, paper_size, overrides)
+        rows.append({"model": name, "config": config, **flops_per_pixel(build(name, **config)),
+                     "paper": PAPER_FLOPS.get(name) if paper_size else None})
+    return {"unit": "FLOPs per image pixel", "paper_size": paper_size, "models": rows}
+
+
+def format_flops(report: dict) -> str:
+    """:func:`flops_report` as a table: one row per model (and one of the paper's counts under it), a column
+    per component and g_s + h_s (the decoder)."""
+    lines = [f"FLOPs per image pixel ({'paper size' if report['paper_size'] else 'embedded widths'}; "
+             "multiply-add = 2 FLOPs)",
+             f"{'model':16s}{'N':>5s}{'M':>5s}" + "".join(f"{c:>12s}" for c in COMPONENTS) + f"{'g_s+h_s':>12s}"]
+    for row in report["models"]:
+        lines.append(f"{row['model']:16s}{row['config']['N']:5d}{row['config']['M']:5d}"
+                     + "".join(f"{row[c]:12,.0f}" for c in COMPONENTS) + f"{row['g_s'] + row['h_s']:12,.0f}")
+        if row["paper"]:
+            lines.append(f"{'  paper':26s}" + "".join(f"{row['paper'][c]:12,.0f}" for c in COMPONENTS)
+                         + f"{row['paper']['g_s'] + row['paper']['h_s']:12,.0f}")
+    return "\n".join(lines)

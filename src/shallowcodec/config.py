@@ -2,17 +2,20 @@
 
 argparse stays here, at the edge: ``shallowcodec train`` and ``python -m shallowcodec.train``
 parse with :func:`build_parser`, and :func:`config_from_args` checks the arguments and turns them
-into one :class:`TrainConfig` that the rest of the training code reads (and never changes).
+into one :class:`TrainConfig` that the rest of the training code reads (and never changes); code
+that trains without a command line (``shallowcodec analyze kernels``) calls :func:`checked_config`.
+Defaults are written once, on :class:`TrainConfig`'s fields; the parser takes them from there.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields, replace
 from pathlib import Path
 
 from shallowcodec.architectures import ModelConfig
+from shallowcodec.atomic import check_output
 from shallowcodec.hyperprior import QUANTIZERS
 from shallowcodec.model_files import model_card
 from shallowcodec.quality import LMBDAS
@@ -73,6 +76,7 @@ class TrainArgumentError(ValueError):
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     """Arguments of ``shallowcodec train`` (also used by ``python -m shallowcodec.train``)."""
     p = parser or argparse.ArgumentParser(prog="shallowcodec train", description="Train a fixed-λ or a variable-rate model.")
+    p.set_defaults(**field_defaults(TrainConfig))  # before the options, which take their defaults from here
     p.add_argument("--model", required=True, choices=list(ARCHITECTURES))
     rate = p.add_mutually_exclusive_group(required=True)
     rate.add_argument("--quality", type=int, choices=range(len(LMBDAS)),
@@ -81,7 +85,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                       help="one model for qualities 0–6 (gain units; λ drawn per image from the model's 7 values, "
                            "λ0·r^q with lmbda_scale [λ0, r] in --config, default the paper's [0.00125, 2])")
     p.add_argument("--lmbda", type=float, help="fixed-λ model: λ (default: the quality's λ)")
-    p.add_argument("--rate-weighting", type=float, default=0.0, metavar="ALPHA",
+    p.add_argument("--rate-weighting", type=float, metavar="ALPHA",
                    help="variable rate: weight each image's loss by λ^-ALPHA (normalized over q0–6; 0: uniform, "
                         "0.5: about the same loss scale at every quality)")
     p.add_argument("--train-qualities", type=int, nargs="+", choices=range(len(LMBDAS)), metavar="Q",
@@ -94,23 +98,25 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                    help="planned total steps (schedules use it); 0: fit it to --max-minutes after the first "
                         f"{FIT_AFTER} steps; --resume keeps the checkpoint's total")
     p.add_argument("--out", type=Path, required=True, help="weights file to write (.safetensors)")
-    p.add_argument("--config", default="{}",
+    p.add_argument("--config",
                    help='JSON builder arguments, e.g. \'{"N": 96, "M": 192}\' or \'{"lmbda_scale": [0.0005, 2.5]}\'; '
                         'with --init they update the init weights\' config')
-    p.add_argument("--crop", type=int, default=256, help="square crop side, a multiple of 64 (128 for cheap early phases)")
-    p.add_argument("--batch-size", type=int, default=8, help="crops per step and process")
-    p.add_argument("--max-side", type=int, default=512,
-                   help="images are cached downscaled (Lanczos) to a shorter side of at most this many pixels")
+    p.add_argument("--crop", type=int,
+                   help="square crop side, a multiple of 64 (default %(default)s; 128 for cheap early phases)")
+    p.add_argument("--batch-size", type=int, help="crops per step and process (default %(default)s)")
+    p.add_argument("--max-side", type=int,
+                   help="images are cached downscaled (Lanczos) to a shorter side of at most this many pixels "
+                        "(default %(default)s)")
     p.add_argument("--cache", type=Path,
                    help="folder of decoded-image caches, one <hash of a --data path>-<max side> folder per --data "
                         "folder (default: ~/.cache/shallowcodec)")
-    p.add_argument("--workers", type=int, default=2, help="data-loading processes per training process (0: none)")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+    p.add_argument("--workers", type=int, help="data-loading processes per training process (0: none; default %(default)s)")
+    p.add_argument("--device", choices=("cpu", "cuda"),
                    help="cuda: GPU LOCAL_RANK under torchrun")
     p.add_argument("--bf16", action="store_true",
                    help="bfloat16 autocast for g_a, g_s, h_a, h_s (the entropy models stay fp32)")
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--quantizer", choices=QUANTIZERS, default="noise")
+    p.add_argument("--lr", type=float, help="Adam's learning rate (default %(default)s, the paper's)")
+    p.add_argument("--quantizer", choices=QUANTIZERS, help="training surrogate of rounding (default %(default)s)")
     start = p.add_mutually_exclusive_group()
     start.add_argument("--init", type=Path, help="start from these weights (fine-tuning to another λ)")
     start.add_argument("--init-shared", type=Path,
@@ -118,10 +124,10 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                             "(e.g. jpeg-like from two-layer); g_s starts from scratch")
     p.add_argument("--resume", type=Path, help="checkpoint to resume")
     p.add_argument("--checkpoint", type=Path, help="checkpoint path (default: OUT.ckpt)")
-    p.add_argument("--checkpoint-minutes", type=float, default=5.0)
+    p.add_argument("--checkpoint-minutes", type=float, help="minutes between checkpoints (default %(default)s)")
     p.add_argument("--max-minutes", type=float, help="stop cleanly (with a checkpoint) after this long")
-    p.add_argument("--threads", type=int, default=0, help="torch threads per process (0: PyTorch's default)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, help="torch threads per process (0: PyTorch's default)")
+    p.add_argument("--seed", type=int, help="seed of the crops, noise and initial weights (default %(default)s)")
     p.add_argument("--summary", type=Path,
                    help=f"write a JSON summary of the run (steps/s after the first {WARMUP_STEPS} steps, last loss)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -129,25 +135,43 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     return p
 
 
+def field_defaults(config: type) -> dict:
+    """The default of every field of the dataclass ``config`` that has one (the defaults of its options)."""
+    return {f.name: f.default for f in fields(config) if f.default is not MISSING}
+
+
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """Check the parsed arguments, fill λ from the quality, and check the output path.
+    """The checked :class:`TrainConfig` of parsed arguments (see :func:`checked_config`).
 
     Raises:
         TrainArgumentError: inconsistent or out-of-range arguments (bad usage).
         ValueError: an --out that :func:`check_out_path` refuses (one-line message).
     """
-    if args.variable_rate and args.lmbda is not None:
+    return checked_config(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+
+
+def checked_config(**options) -> TrainConfig:
+    """A :class:`TrainConfig` of ``options`` (named like its fields; those left out take its defaults),
+    checked, with λ filled from the quality for fixed-λ training and the output path checked.
+
+    Raises:
+        TrainArgumentError: inconsistent or out-of-range options (bad usage).
+        ValueError: an --out that :func:`check_out_path` refuses (one-line message).
+    """
+    cfg = TrainConfig(**options)
+    if cfg.variable_rate == (cfg.quality is not None):
+        raise TrainArgumentError("give one of --quality (a fixed-λ model) and --variable-rate")
+    if cfg.variable_rate and cfg.lmbda is not None:
         raise TrainArgumentError("--lmbda applies to fixed-λ training (--quality), not --variable-rate")
-    if args.rate_weighting and not args.variable_rate:
+    if cfg.rate_weighting and not cfg.variable_rate:
         raise TrainArgumentError("--rate-weighting applies to --variable-rate training")
-    if not 0 <= args.rate_weighting <= 2:
-        raise TrainArgumentError(f"--rate-weighting must be in [0, 2], got {args.rate_weighting}")
-    if args.train_qualities and not args.variable_rate:
+    if not 0 <= cfg.rate_weighting <= 2:
+        raise TrainArgumentError(f"--rate-weighting must be in [0, 2], got {cfg.rate_weighting}")
+    if cfg.train_qualities and not cfg.variable_rate:
         raise TrainArgumentError("--train-qualities applies to --variable-rate training (a fixed-λ model has --quality)")
-    lmbda = LMBDAS[args.quality] if args.lmbda is None and not args.variable_rate else args.lmbda
-    qualities = tuple(sorted(args.train_qualities)) if args.train_qualities else None
-    cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)}
-                      | {"lmbda": lmbda, "train_qualities": qualities, "data": tuple(args.data)})
+    lmbda = LMBDAS[cfg.quality] if cfg.lmbda is None and not cfg.variable_rate else cfg.lmbda
+    qualities = tuple(sorted(cfg.train_qualities)) if cfg.train_qualities else None
+    cfg = replace(cfg, lmbda=lmbda, train_qualities=qualities, data=tuple(cfg.data))
     _check_values(cfg)
     check_out_path(cfg)
     return cfg
@@ -179,15 +203,12 @@ def check_out_path(cfg: TrainConfig) -> None:
         ValueError: one line naming the problem.
     """
     out = Path(cfg.out).resolve()
-    if not out.parent.is_dir():
-        raise ValueError(f"the folder of --out {cfg.out} does not exist")
     if any(p is not None and out == Path(p).resolve() for p in (cfg.init, cfg.resume)):
         raise ValueError(f"--out {cfg.out} would replace the weights or checkpoint it starts from")
     for folder in cfg.data:
         if Path(folder).resolve() in out.parents:
             raise ValueError(f"--out {cfg.out} is inside the data folder {folder}")
-    if out.exists() and not (cfg.force or cfg.resume):
-        raise ValueError(f"{cfg.out} exists (use --force to replace it)")
+    check_output(cfg.out, cfg.force or cfg.resume is not None)  # a resumed run replaces its own --out
 
 
 def builder_config(cfg: TrainConfig) -> ModelConfig:

@@ -1,4 +1,4 @@
-"""Distillation of a cheap hyper-synthesis h_s (issue 11, item 4): only h_s learns, on cached latents.
+"""Distillation of a cheap hyper-synthesis h_s: only h_s learns, on cached latents.
 
 The paper's h_s (30,355 FLOPs/pixel at M=320) costs more than the shallow g_s it serves. The cheap
 h_s is one ConvT(M→2M, k, s4) (transforms.HyperSynthesis, ``kind="cheap"``; FLOPs/pixel at M=320:
@@ -31,7 +31,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from shallowcodec.architectures import ModelConfig
-from shallowcodec.atomic import atomic_write
+from shallowcodec.atomic import atomic_write, check_output
 from shallowcodec.checkpoint import prior_training
 from shallowcodec.config import TrainArgumentError
 from shallowcodec.data import RandomCrops, build_cache, crop_sources, default_cache
@@ -87,13 +87,9 @@ def check_config(cfg: DistillConfig) -> None:
         raise TrainArgumentError(f"--crop must be a positive multiple of 64, got {cfg.crop}")
     if not cfg.lr > 0 or (cfg.max_minutes is not None and not cfg.max_minutes > 0):
         raise TrainArgumentError("--lr and --max-minutes must be positive numbers")
-    out = Path(cfg.out).resolve()
-    if out == Path(cfg.weights).resolve():
+    if Path(cfg.out).resolve() == Path(cfg.weights).resolve():
         raise ValueError(f"--out {cfg.out} would replace the weights it starts from")
-    if not out.parent.is_dir():
-        raise ValueError(f"the folder of --out {cfg.out} does not exist")
-    if out.exists() and not cfg.force:
-        raise ValueError(f"{cfg.out} exists (use --force to replace it)")
+    check_output(cfg.out, cfg.force)
 
 
 def cheap_model(source: LoadedModel, hyper_kernel: int) -> tuple[ShallowHyperprior, ModelConfig]:

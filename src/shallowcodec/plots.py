@@ -22,13 +22,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the non-interactive backend)
-import numpy as np  # noqa: E402
-
-from shallowcodec.evaluation import curve, msssim_db  # noqa: E402
+from shallowcodec.evaluation import curve, msssim_db
 
 #: Anchors drawn by ``--anchors`` without names: the paper's models, CompressAI's mbt2018-mean, BPG, JPEG, WebP.
 DEFAULT_ANCHORS = ("JPEG-like_syn", "2-layer_syn", "2-layer_syn+SGA", "compressai-mbt2018-mean_mse_cpu",
@@ -101,7 +98,8 @@ def render(curves: list[Curve], title: str = "") -> bytes:
     """
     if not curves:
         raise ValueError("nothing to plot")
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
+    fig = Figure(figsize=(13, 5.5))
+    axes = fig.subplots(1, 2)
     ours = [c for c in curves if not c.published] or curves
     x_range = _span([c.bpp for c in ours], floor=0.0)
     panels = (("psnr", "PSNR (RGB) [dB]"), ("ms_ssim_db", "MS-SSIM (RGB) [dB]  −10·log10(1 − MS-SSIM)"))
@@ -120,9 +118,14 @@ def render(curves: list[Curve], title: str = "") -> bytes:
         ax.legend(fontsize=7, loc="lower right")
     fig.suptitle(title)
     fig.tight_layout()
+    return png_bytes(fig)
+
+
+def png_bytes(fig: Figure, dpi: int = 120) -> bytes:
+    """A figure as PNG bytes, rendered in memory (Agg; a :class:`Figure` made without pyplot needs no
+    backend and holds no global state)."""
     out = io.BytesIO()
-    fig.savefig(out, format="png", dpi=120)
-    plt.close(fig)
+    fig.savefig(out, format="png", dpi=dpi)
     return out.getvalue()
 
 
