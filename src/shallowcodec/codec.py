@@ -126,12 +126,10 @@ class Codec:
             raise ImageError("images of a batch must have equal sizes")
         if steps == 0 and sga_seconds is None:
             return [self.pack_latents(*self.analysis(mirror_pad(x[None])), size) for x in xs]
-        model = self.loaded.model
-        x = mirror_pad(torch.stack(xs).float() / 255)
-        with torch.no_grad():
-            y, z = model.analysis(x, self.quality)
-        y, z = sga.refine(model, x, y, z, self.lmbda, size, quality=self.quality, steps=steps,
-                          seconds=sga_seconds, seed=seed, progress=progress)
+        padded = [mirror_pad(x[None]) for x in xs]
+        y, z = (torch.cat(latents) for latents in zip(*(self.analysis(x) for x in padded)))
+        y, z = sga.refine_tiled(self.loaded.model, torch.cat(padded).float() / 255, y, z, self.lmbda, size,
+                                quality=self.quality, steps=steps, seconds=sga_seconds, seed=seed, progress=progress)
         return [self.pack_latents(y[i : i + 1], z[i : i + 1], size) for i in range(len(xs))]
 
     def analysis(self, x: Tensor) -> tuple[Tensor, Tensor]:

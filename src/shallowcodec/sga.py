@@ -40,6 +40,9 @@ DEFAULT_STEPS = 3000
 #: amortized encoder alone, the top level the paper's 3,000 (converged: Yang & Mandt 2023, Fig. 6).
 EFFORT_STEPS = (0, 100, 300, 1000, DEFAULT_STEPS)
 MAX_EFFORT = len(EFFORT_STEPS) - 1
+#: SGA refines images larger than this many ẑ cells a side (1,024 pixels) in tiles of that size with
+#: SGA_MARGIN cells (128 pixels) of context on each side, so that its memory is bounded for any image.
+SGA_TILE, SGA_MARGIN = 16, 2
 #: The default effort: the amortized encoder (a 12-Mpx photo in seconds; one SGA iteration of it
 #: alone costs seconds, benchmarks/README.md "Encoder effort").
 DEFAULT_EFFORT = 0
@@ -179,3 +182,32 @@ def keep_better(model: ShallowHyperprior, x: Tensor, first: tuple[Tensor, Tensor
     take = (costs[1] <= costs[0])[:, None, None, None]
     return torch.where(take, second[0], first[0]), torch.where(take, second[1], first[1])
 
+
+
+def refine_tiled(model: ShallowHyperprior, x: Tensor, y: Tensor, z: Tensor, lmbda: float, size: tuple[int, int],
+                 quality: float | None = None, steps: int = DEFAULT_STEPS, seconds: float | None = None,
+                 seed: int = 0, progress: bool = False) -> tuple[Tensor, Tensor]:
+    """:func:`refine` over tiles of :data:`SGA_TILE` ẑ cells, each widened by :data:`SGA_MARGIN` cells of
+    context (clipped at the edges), keeping each tile's core; images within one tile are refined whole.
+
+    Each tile is its own problem (its pixels' cost, its seed ``seed`` + tile index, an ``seconds``
+    budget shared by area), so memory is that of one tile while the time is the same as untiled.
+    The decoder never knows: any latents decode. Shapes and arguments as :func:`refine`.
+    """
+    h_z, w_z = z.shape[-2:]
+    if h_z <= SGA_TILE and w_z <= SGA_TILE:
+        return refine(model, x, y, z, lmbda, size, quality, steps, seconds, seed, progress)
+    y, z = y.clone(), z.clone()
+    cores = [(r, c) for r in range(0, h_z, SGA_TILE) for c in range(0, w_z, SGA_TILE)]
+    for i, (r, c) in enumerate(cores):
+        r0, r1 = max(0, r - SGA_MARGIN), min(h_z, r + SGA_TILE + SGA_MARGIN)
+        c0, c1 = max(0, c - SGA_MARGIN), min(w_z, c + SGA_TILE + SGA_MARGIN)
+        real = (min(size[0], 64 * r1) - 64 * r0, min(size[1], 64 * c1) - 64 * c0)  # padding is bottom/right
+        budget = None if seconds is None else seconds * (r1 - r0) * (c1 - c0) / (h_z * w_z)
+        tile_x, tile_y = x[..., 64 * r0 : 64 * r1, 64 * c0 : 64 * c1], y[..., 4 * r0 : 4 * r1, 4 * c0 : 4 * c1]
+        tile_y, tile_z = refine(model, tile_x, tile_y, z[..., r0:r1, c0:c1], lmbda, real, quality, steps, budget,
+                                seed + i, progress)
+        re, ce = min(h_z, r + SGA_TILE), min(w_z, c + SGA_TILE)
+        z[..., r:re, c:ce] = tile_z[..., r - r0 : re - r0, c - c0 : ce - c0]
+        y[..., 4 * r : 4 * re, 4 * c : 4 * ce] = tile_y[..., 4 * (r - r0) : 4 * (re - r0), 4 * (c - c0) : 4 * (ce - c0)]
+    return y, z
