@@ -84,3 +84,13 @@ def test_with_sga_the_target_holds_and_the_file_is_no_worse(two_layer, photo_cro
     codec = Codec(two_layer, amortized.quality)
     assert len(refined.data) <= 700
     assert refined.psnr >= psnr(x, codec.decompress_tensor(amortized.data))
+
+
+def test_eval_measures_files_made_at_a_target(two_layer, photos24):
+    from shallowcodec.evaluation import evaluate
+    from shallowcodec.rate_control import TargetCodec
+
+    paths = [photos24 / "eval01_kodim23.png", photos24 / "eval03_sail.png"]
+    result = evaluate(TargetCodec(two_layer, Target("bpp", 0.3)), paths, progress=False)
+    assert result["quality"] == 0.3 and result["lmbda"] is None
+    assert all(0.97 * 0.3 <= row["bpp"] <= 0.3 and 25 < row["psnr"] < 40 for row in result["images"])

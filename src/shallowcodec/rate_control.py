@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from torch import Tensor
 
 from shallowcodec.codec import Codec, analysis, mirror_pad
-from shallowcodec.container import QUALITY_SCALE
+from shallowcodec.container import QUALITY_SCALE, unpack
 from shallowcodec.evaluation import psnr
 from shallowcodec.quality import MAX_QUALITY
 from shallowcodec.zoo import LoadedModel
@@ -187,3 +187,28 @@ def _refine(loaded: LoadedModel, x: Tensor, target: Target, start: Result, amort
 def _with_psnr(result: Result, loaded: LoadedModel, x: Tensor) -> Result:
     codec = Codec(loaded, result.quality)
     return replace(result, psnr=psnr(x, codec.decompress_tensor(result.data)))
+
+
+class TargetCodec:
+    """A variable-rate model bound to one target, with the interface :func:`shallowcodec.evaluation.evaluate`
+    takes, so that ``eval`` measures files made at target sizes (equal bytes with other codecs).
+
+    ``quality`` is the target's value (for sorting and labels), ``lmbda`` None: each image gets its own
+    quality. Decoding reads the quality from each file's header.
+    """
+
+    def __init__(self, loaded: LoadedModel, target: Target, effort: int = 0, seed: int = 0):
+        self.loaded, self.target, self.effort, self.seed = loaded, target, effort, seed
+        self.architecture, self.quality, self.lmbda = loaded.architecture, target.value, None
+
+    def compress(self, x: Tensor) -> bytes:
+        """(3, H, W) uint8 → the bytes of the file that meets the target (:func:`compress_to_target`).
+
+        Raises:
+            TargetError: the image cannot meet the target.
+        """
+        return compress_to_target(self.loaded, x, self.target, self.effort, self.seed).data
+
+    def decompress_tensor(self, data: bytes) -> Tensor:
+        """File bytes → (3, H, W) uint8, at the quality its header records."""
+        return Codec(self.loaded, unpack(data).header.quality).decompress_tensor(data)
