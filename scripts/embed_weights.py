@@ -1,15 +1,17 @@
-"""Embed trained variable-rate weights into the package, and record their photos24 figures.
+"""Embed trained variable-rate weights into the package, and record their figures on the evaluation sets.
 
     python scripts/embed_weights.py RUN/two-layer-vr.safetensors ... [--cores 1]
-    shallowcodec eval ../shared/data/photos24 --model two-layer --qualities 0 1 2 3 4 5 6 --json R.json
-    python scripts/embed_weights.py --annotate R.json
+    shallowcodec eval ../shared/data/photos24 --model two-layer --qualities 0 1 2 3 4 5 6 --json P.json
+    shallowcodec eval ../shared/data/detail24 --model two-layer --qualities 0 1 2 3 4 5 6 --json D.json
+    python scripts/embed_weights.py --annotate P.json D.json
 
 The first form re-writes each file as src/shallowcodec/weights/<architecture>.safetensors
 (parameters unchanged, fp16). The trainer records the cumulative ``core_hours`` (and
 ``gpu_hours`` for GPU runs) in the weights; for older weights without them, ``core_hours`` =
 total training seconds × ``--cores`` (the cores each run used). ``--annotate`` stores the
-per-quality means (bpp from file bytes, PSNR, MS-SSIM) of an eval result as ``photos24`` in the
-metadata of the embedded file it covers, which ``shallowcodec models`` shows.
+per-quality means (bpp from file bytes, PSNR, MS-SSIM) of each eval result under the name of its
+image folder (``photos24``, ``detail24``) in the metadata of the embedded file it covers, which
+``shallowcodec models`` shows.
 """
 
 import argparse
@@ -38,14 +40,15 @@ def _core_hours(metadata: dict, cores: int) -> float:
 
 
 def annotate(result_path: Path) -> None:
-    """Store the per-quality means of an eval result file in the embedded weights it evaluated."""
+    """Store the per-quality means of an eval result file in the embedded weights it evaluated, under
+    the name of its image folder."""
     result = json.loads(result_path.read_text())
     path = embedded_models()[result["model"]]
-    photos24 = {f"{p['quality']:g}": {"bpp": round(p["mean"]["bpp"], 4), "psnr": round(p["mean"]["psnr"], 3),
-                                      "ms_ssim": round(p["mean"]["ms_ssim"], 5)} for p in result["points"]}
-    rewrite(path, path, photos24=photos24)
-    for q, rd in photos24.items():
-        print(f"{result['model']} q{q}: {rd['bpp']:.4f} bpp, {rd['psnr']:.2f} dB")
+    means = {f"{p['quality']:g}": {"bpp": round(p["mean"]["bpp"], 4), "psnr": round(p["mean"]["psnr"], 3),
+                                   "ms_ssim": round(p["mean"]["ms_ssim"], 5)} for p in result["points"]}
+    rewrite(path, path, **{result["images"]: means})
+    for q, rd in means.items():
+        print(f"{result['model']} {result['images']} q{q}: {rd['bpp']:.4f} bpp, {rd['psnr']:.2f} dB")
 
 
 def main() -> None:
@@ -53,7 +56,7 @@ def main() -> None:
     parser.add_argument("weights", type=Path, nargs="*")
     parser.add_argument("--cores", type=int, default=1,
                         help="CPU cores each training run used (only for weights that record no core_hours)")
-    parser.add_argument("--annotate", type=Path, help="eval result file of embedded weights")
+    parser.add_argument("--annotate", type=Path, nargs="+", help="eval result files of embedded weights")
     args = parser.parse_args()
     for src in args.weights:
         loaded = load_weights(src)
@@ -62,8 +65,8 @@ def main() -> None:
         dst = weights_dir() / f"{loaded.architecture}.safetensors"
         rewrite(src, dst, core_hours=round(_core_hours(loaded.metadata, args.cores), 2))
         print(f"{src} -> {dst}")
-    if args.annotate:
-        annotate(args.annotate)
+    for result in args.annotate or []:
+        annotate(result)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,8 @@ def test_temperature_schedule():
     assert sga.temperature(3000) == pytest.approx(0.5 * math.exp(-5e-4 * 2800))
     assert sga.temperature(3000) == pytest.approx(0.123298, rel=1e-5)
     assert sga.temperature(10**6) == 1e-8
+    # a shorter run follows the same curve in its own time: 300 iterations end where 3,000 do
+    assert sga.temperature(300, 300) == sga.temperature(3000) and sga.temperature(150, 300) == sga.temperature(1500)
 
 
 def test_sga_round_limits_and_gradient():
@@ -129,3 +131,52 @@ def test_inference_gap_positive(codec, crop):
     row = inference_gap(codec, crop, steps=150)
     assert row["gap"] == pytest.approx(row["amortized"]["cost"] - row["sga"]["cost"])
     assert row["gap"] > 0
+
+
+@pytest.mark.parametrize("effort, steps", [(0, 0), (1, 100), (2, 300), (3, 1000), (4, 3000)])
+def test_effort_levels_are_sga_iterations(effort, steps):
+    assert sga.effort_steps(effort) == steps
+
+
+@pytest.mark.parametrize("bad", [-1, 5, 1.5, True, "2", None])
+def test_an_effort_outside_the_levels_is_refused(codec, crop, bad):
+    with pytest.raises(ValueError, match="effort must be an integer in 0..4"):
+        codec.compress(crop, bad)
+
+
+def test_effort_0_is_the_amortized_encoder_and_effort_1_runs_100_sga_iterations(codec, crop):
+    assert codec.compress(crop, 0) == codec.compress(crop)
+    assert codec.compress(crop, 1, seed=2) == codec.compress(crop, sga_steps=100, seed=2)
+
+
+def test_refine_never_returns_latents_that_cost_more_than_its_start(codec, crop):
+    """One iteration at the highest temperature makes the latents worse; refine then keeps the amortized ones."""
+    model, x, y, z = _latents(codec, crop)
+    size = tuple(crop.shape[-2:])
+    with torch.no_grad():
+        start = sga.rd_cost(model, x, *sga.hard_round(model, y, z), codec.lmbda, size)[0].item()
+    for seed in range(3):
+        y2, z2 = sga.refine(model, x, y, z, codec.lmbda, size, steps=1, seed=seed)
+        with torch.no_grad():
+            assert sga.rd_cost(model, x, *sga.hard_round(model, y2, z2), codec.lmbda, size)[0].item() <= start
+
+
+def test_tiled_sga_refines_every_tile_and_keeps_an_untiled_image_as_refine_does(codec, photos24, monkeypatch):
+    """With 1-cell tiles (64 pixels) and 1 cell of margin, a 128×192 image is refined as 6 tiles: every core
+    moves, the file decodes and costs less than the amortized one; an image of one tile is refined whole."""
+    x, _ = read_image(photos24 / PHOTO)
+    x = x[:, 200:328, 300:492]
+    model, xf, y, z = _latents(codec, x)
+    size = tuple(x.shape[-2:])
+    monkeypatch.setattr(sga, "SGA_TILE", 1)
+    monkeypatch.setattr(sga, "SGA_MARGIN", 1)
+    y2, z2 = sga.refine_tiled(model, xf, y, z, codec.lmbda, size, steps=60, seed=0)
+    assert y2.shape == y.shape and z2.shape == z.shape
+    assert all(not torch.equal(y2[..., 4 * r : 4 * r + 4, 4 * c : 4 * c + 4], y[..., 4 * r : 4 * r + 4, 4 * c : 4 * c + 4])
+               for r in range(2) for c in range(3))
+    data = codec.pack_latents(y2, z2, size)
+    assert _file_cost(codec, x, data) < _file_cost(codec, x, codec.compress(x))
+    monkeypatch.setattr(sga, "SGA_TILE", 16)
+    whole = sga.refine_tiled(model, xf, y, z, codec.lmbda, size, steps=20, seed=5)
+    alone = sga.refine(model, xf, y, z, codec.lmbda, size, steps=20, seed=5)
+    assert all(torch.equal(a, b) for a, b in zip(whole, alone))

@@ -87,50 +87,57 @@ class Codec:
         """Short name such as "two-layer q3" or "two-layer q2.5"."""
         return f"{self.architecture} q{self.quality:g}"
 
-    def compress(self, image: Image.Image | Tensor, sga_steps: int = 0, sga_seconds: float | None = None,
-                 seed: int = 0, progress: bool = False) -> bytes:
+    def compress(self, image: Image.Image | Tensor, effort: int = sga.DEFAULT_EFFORT, *, sga_steps: int | None = None,
+                 sga_seconds: float | None = None, seed: int = 0, progress: bool = False) -> bytes:
         """Compress a PIL image or a (3, H, W) uint8 tensor to the bytes of a ``.sdc`` file.
 
-        With ``sga_steps`` > 0 (paper: 3000) or an ``sga_seconds`` budget, the latents are
-        refined per image by SGA (see sga.py) before entropy coding; the decoder is unchanged.
+        ``effort`` trades encode time for bits (sga.EFFORT_STEPS): 0 is the amortized encoder
+        alone; higher levels refine the latents of this image by SGA (Yang & Mandt 2023, Sec. 3.4)
+        for more iterations, each costing time in proportion to the image's pixels. ``sga_steps``
+        (paper: 3000) or an ``sga_seconds`` budget set the iterations directly instead. The
+        decoder is the same for every effort.
 
         Raises:
             ImageError: a tensor of the wrong shape or dtype, or an empty image.
+            ValueError: an effort outside 0..:data:`sga.MAX_EFFORT`.
         """
-        return self.compress_batch([image], sga_steps, sga_seconds, seed, progress)[0]
+        return self.compress_batch([image], effort, sga_steps=sga_steps, sga_seconds=sga_seconds, seed=seed,
+                                   progress=progress)[0]
 
-    def compress_batch(self, images: list, sga_steps: int = 0, sga_seconds: float | None = None,
-                       seed: int = 0, progress: bool = False) -> list[bytes]:
+    def compress_batch(self, images: list, effort: int = sga.DEFAULT_EFFORT, *, sga_steps: int | None = None,
+                       sga_seconds: float | None = None, seed: int = 0, progress: bool = False) -> list[bytes]:
         """Compress images of equal size as one batch (SGA optimizes them together); see :meth:`compress`.
 
         Raises:
             ImageError: no image, a bad image, or images of different sizes.
+            ValueError: an effort outside 0..:data:`sga.MAX_EFFORT`.
         """
+        steps = sga.effort_steps(effort) if sga_steps is None else sga_steps
         if not images:
             raise ImageError("no image to compress")
         xs = [self._as_tensor(image) for image in images]
         size = tuple(xs[0].shape[-2:])
         if any(tuple(x.shape[-2:]) != size for x in xs):
             raise ImageError("images of a batch must have equal sizes")
-        if sga_steps == 0 and sga_seconds is None:
+        if steps == 0 and sga_seconds is None:
             return [self.pack_latents(*self.analysis(mirror_pad(x[None])), size) for x in xs]
-        model = self.loaded.model
-        x = mirror_pad(torch.stack(xs).float() / 255)
-        with torch.no_grad():
-            y, z = model.analysis(x, self.quality)
-        y, z = sga.refine(model, x, y, z, self.lmbda, size, quality=self.quality, steps=sga_steps,
-                          seconds=sga_seconds, seed=seed, progress=progress)
+        padded = [mirror_pad(x[None]) for x in xs]
+        y, z = (torch.cat(latents) for latents in zip(*(self.analysis(x) for x in padded)))
+        y, z = sga.refine_tiled(self.loaded.model, torch.cat(padded).float() / 255, y, z, self.lmbda, size,
+                                quality=self.quality, steps=steps, seconds=sga_seconds, seed=seed, progress=progress)
         return [self.pack_latents(y[i : i + 1], z[i : i + 1], size) for i in range(len(xs))]
 
-    @torch.no_grad()
     def analysis(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Coded-domain latents y_g (1, M, H/16, W/16) and z_g (1, M, H/64, W/64) of a padded (1, 3, H, W)
-        uint8 image, g_a and h_a computed over overlapping tiles (tiling.py) so that memory stays bounded."""
-        model = self.loaded.model
-        y = tiled(lambda t: model.g_a(t.float() / 255), x, Fraction(1, 16), ANALYSIS_TILE, ANALYSIS_MARGIN)
-        z = tiled(model.h_a, y, Fraction(1, 4), HYPER_ANALYSIS_TILE, HYPER_ANALYSIS_MARGIN)
-        g = model.gains(self.quality, 1)
-        return (y, z) if g is None else (y.mul_(g.y), z.mul_(g.z))
+        uint8 image: :func:`analysis` times this quality's gains."""
+        return self.gained(*analysis(self.loaded.model, x))
+
+    @torch.no_grad()
+    def gained(self, y: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
+        """Coded-domain latents at this codec's quality from the ungained (y, z) of :func:`analysis`
+        (new tensors: the same analysis serves every quality, e.g. in rate control)."""
+        g = self.loaded.model.gains(self.quality, 1)
+        return (y, z) if g is None else (y * g.y, z * g.z)
 
     def pack_latents(self, y: Tensor, z: Tensor, size: tuple[int, int]) -> bytes:
         """Entropy-code coded-domain latents (rounded around μ and the prior's medians) into a ``.sdc`` file."""
@@ -189,6 +196,15 @@ class Codec:
             raise ImageError("empty image")
         check_size(image.shape[1], image.shape[2], ImageError)
         return image
+
+
+@torch.no_grad()
+def analysis(model, x: Tensor) -> tuple[Tensor, Tensor]:
+    """Ungained latents y = g_a(x) (1, M, H/16, W/16) and z = h_a(y) (1, M, H/64, W/64) of a padded
+    (1, 3, H, W) uint8 image, computed over overlapping tiles (tiling.py) so that memory stays bounded;
+    the same for every quality (the gains only scale them: :meth:`Codec.gained`)."""
+    y = tiled(lambda t: model.g_a(t.float() / 255), x, Fraction(1, 16), ANALYSIS_TILE, ANALYSIS_MARGIN)
+    return y, tiled(model.h_a, y, Fraction(1, 4), HYPER_ANALYSIS_TILE, HYPER_ANALYSIS_MARGIN)
 
 
 def load(name: str = DEFAULT_ARCHITECTURE, quality: float | None = None) -> Codec:

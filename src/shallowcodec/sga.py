@@ -15,7 +15,8 @@ optimized for the rate–distortion cost of *this* image with Adam::
     then round hard (ŷ = round(y − μ) + μ) and entropy-code as usual.
 
 SGA(v) rounds v to floor(v) or ceil(v) by a two-way Gumbel-softmax relaxation whose logits are
-−atanh(distance)/τ, annealed by τ(t) = clip(0.5 · exp(−5e-4 · (t − 200)), 1e-8, 0.5). Only h_s,
+−atanh(distance)/τ, annealed by τ(t) = clip(0.5 · exp(−5e-4 · (t − 200)), 1e-8, 0.5) over the paper's
+3,000 iterations (a run of T iterations follows it at t · 3000 / T). Only h_s,
 g_s and the priors run in the loop (g_a, h_a and x are fixed), so the cost per iteration is
 proportional to the decoder's; the decoder itself is unchanged. The inference gap that SGA closes is
 measured on real files by :func:`shallowcodec.evaluation.inference_gap`.
@@ -35,11 +36,35 @@ from shallowcodec.metrics import psnr_of_mse
 
 LR = 5e-3
 DEFAULT_STEPS = 3000
+#: SGA iterations of each encoder effort level, as ``cjxl --effort`` or ``avifenc --speed``: 0 is the
+#: amortized encoder alone, the top level the paper's 3,000 (converged: Yang & Mandt 2023, Fig. 6).
+EFFORT_STEPS = (0, 100, 300, 1000, DEFAULT_STEPS)
+MAX_EFFORT = len(EFFORT_STEPS) - 1
+#: SGA refines images larger than this many ẑ cells a side (1,024 pixels) in tiles of that size with
+#: SGA_MARGIN cells (128 pixels) of context on each side, so that its memory is bounded for any image.
+SGA_TILE, SGA_MARGIN = 16, 2
+#: The default effort: the amortized encoder (a 12-Mpx photo in seconds; one SGA iteration of it
+#: alone costs seconds, benchmarks/README.md "Encoder effort").
+DEFAULT_EFFORT = 0
 
 
-def temperature(t: int) -> float:
-    """SGA temperature τ(t) = clip(0.5 · exp(−5e-4 · (t − 200)), 1e-8, 0.5) (Yang et al. 2020)."""
-    return min(max(0.5 * math.exp(-5e-4 * (t - 200)), 1e-8), 0.5)
+def effort_steps(effort: int) -> int:
+    """SGA iterations of an effort level (:data:`EFFORT_STEPS`).
+
+    Raises:
+        ValueError: not an integer in 0..:data:`MAX_EFFORT`.
+    """
+    if isinstance(effort, bool) or not isinstance(effort, int) or not 0 <= effort <= MAX_EFFORT:
+        raise ValueError(f"effort must be an integer in 0..{MAX_EFFORT}, got {effort!r}")
+    return EFFORT_STEPS[effort]
+
+
+def temperature(t: int, steps: int = DEFAULT_STEPS) -> float:
+    """SGA temperature at iteration t of ``steps``: the paper's τ(t') = clip(0.5 · exp(−5e-4 · (t' − 200)),
+    1e-8, 0.5) (Yang et al. 2020) at t' = t · 3000 / ``steps``, so that a shorter run anneals as far as
+    the paper's 3,000 iterations do (at 100 and 300 iterations this costs 1–2 % less bpp + λ·MSE than the
+    unscaled schedule: benchmarks/README.md "Encoder effort")."""
+    return min(max(0.5 * math.exp(-5e-4 * (t * DEFAULT_STEPS / steps - 200)), 1e-8), 0.5)
 
 
 def sga_round(v: Tensor, tau: float, generator: torch.Generator | None = None) -> Tensor:
@@ -106,8 +131,11 @@ def refine(model: ShallowHyperprior, x: Tensor, y: Tensor, z: Tensor, lmbda: flo
         progress: show a progress bar with bpp, PSNR and loss.
 
     Returns:
-        Continuous (y, z); round them with :func:`hard_round` or entropy-code them directly.
+        Continuous (y, z); round them with :func:`hard_round` or entropy-code them directly. An
+        image whose refined latents, rounded, cost more than its amortized ones keeps the amortized
+        (:func:`keep_better`), so no SGA run gives a worse file than the encoder alone.
     """
+    start_latents = y, z
     generator = torch.Generator().manual_seed(seed)
     medians = model.z_medians().detach()
     y, z = y.detach().clone().requires_grad_(True), z.detach().clone().requires_grad_(True)
@@ -120,7 +148,7 @@ def refine(model: ShallowHyperprior, x: Tensor, y: Tensor, z: Tensor, lmbda: flo
     bar = tqdm(total=None if seconds else total, desc="SGA", disable=not progress, dynamic_ncols=True)
     try:
         while t < total:
-            tau = temperature(t)
+            tau = temperature(t, total)
             z_tilde = medians + sga_round(z - medians, tau, generator)
             mu, sigma = model.hyper_synthesis(z_tilde, quality)
             y_tilde = mu + sga_round(y - mu, tau, generator)
@@ -141,5 +169,45 @@ def refine(model: ShallowHyperprior, x: Tensor, y: Tensor, z: Tensor, lmbda: flo
         bar.close()
         for p, flag in zip(model.parameters(), requires_grad):
             p.requires_grad_(flag)
-    return y.detach(), z.detach()
+    return keep_better(model, x, start_latents, (y.detach(), z.detach()), lmbda, size, quality)
 
+
+@torch.no_grad()
+def keep_better(model: ShallowHyperprior, x: Tensor, first: tuple[Tensor, Tensor], second: tuple[Tensor, Tensor],
+                lmbda: float, size: tuple[int, int], quality: float | None = None) -> tuple[Tensor, Tensor]:
+    """Per image, the (y, z) of ``first`` or ``second`` whose hard-rounded latents cost less (bpp + λ·MSE,
+    :func:`rd_cost`; ties keep ``second``). Shapes as in :func:`refine`."""
+    costs = [rd_cost(model, x, *hard_round(model, y, z, quality), lmbda, size, quality=quality)[0]
+             for y, z in (first, second)]
+    take = (costs[1] <= costs[0])[:, None, None, None]
+    return torch.where(take, second[0], first[0]), torch.where(take, second[1], first[1])
+
+
+
+def refine_tiled(model: ShallowHyperprior, x: Tensor, y: Tensor, z: Tensor, lmbda: float, size: tuple[int, int],
+                 quality: float | None = None, steps: int = DEFAULT_STEPS, seconds: float | None = None,
+                 seed: int = 0, progress: bool = False) -> tuple[Tensor, Tensor]:
+    """:func:`refine` over tiles of :data:`SGA_TILE` ẑ cells, each widened by :data:`SGA_MARGIN` cells of
+    context (clipped at the edges), keeping each tile's core; images within one tile are refined whole.
+
+    Each tile is its own problem (its pixels' cost, its seed ``seed`` + tile index, an ``seconds``
+    budget shared by area), so memory is that of one tile while the time is the same as untiled.
+    The decoder never knows: any latents decode. Shapes and arguments as :func:`refine`.
+    """
+    h_z, w_z = z.shape[-2:]
+    if h_z <= SGA_TILE and w_z <= SGA_TILE:
+        return refine(model, x, y, z, lmbda, size, quality, steps, seconds, seed, progress)
+    y, z = y.clone(), z.clone()
+    cores = [(r, c) for r in range(0, h_z, SGA_TILE) for c in range(0, w_z, SGA_TILE)]
+    for i, (r, c) in enumerate(cores):
+        r0, r1 = max(0, r - SGA_MARGIN), min(h_z, r + SGA_TILE + SGA_MARGIN)
+        c0, c1 = max(0, c - SGA_MARGIN), min(w_z, c + SGA_TILE + SGA_MARGIN)
+        real = (min(size[0], 64 * r1) - 64 * r0, min(size[1], 64 * c1) - 64 * c0)  # padding is bottom/right
+        budget = None if seconds is None else seconds * (r1 - r0) * (c1 - c0) / (h_z * w_z)
+        tile_x, tile_y = x[..., 64 * r0 : 64 * r1, 64 * c0 : 64 * c1], y[..., 4 * r0 : 4 * r1, 4 * c0 : 4 * c1]
+        tile_y, tile_z = refine(model, tile_x, tile_y, z[..., r0:r1, c0:c1], lmbda, real, quality, steps, budget,
+                                seed + i, progress)
+        re, ce = min(h_z, r + SGA_TILE), min(w_z, c + SGA_TILE)
+        z[..., r:re, c:ce] = tile_z[..., r - r0 : re - r0, c - c0 : ce - c0]
+        y[..., 4 * r : 4 * re, 4 * c : 4 * ce] = tile_y[..., 4 * (r - r0) : 4 * (re - r0), 4 * (c - c0) : 4 * (ce - c0)]
+    return y, z
