@@ -63,10 +63,10 @@ class Codec:
         ValueError: a quality outside [0, 6], or another quality than a fixed-λ model's.
     """
 
-    def __init__(self, loaded: LoadedModel, quality: float | None = None):
+    def __init__(self, loaded: LoadedModel, quality: float | None = None, decoder: Decoder | None = None):
         self.loaded = loaded
         #: The numpy decoder of the model's weights (as they are now): what ``shallowcodec.decompress`` runs.
-        self.decoder = Decoder(model_weights(loaded))
+        self.decoder = decoder or Decoder(model_weights(loaded))
         if not loaded.variable_rate:
             if quality is not None and quality != loaded.quality:
                 raise ValueError(f"these {loaded.architecture} weights are fixed-λ quality {loaded.quality}, "
@@ -76,6 +76,14 @@ class Codec:
         else:
             self.quality = snap_quality(DEFAULT_QUALITY if quality is None else quality)
             self.lmbda = loaded.scale(self.quality)
+
+    def at(self, quality: float) -> Codec:
+        """This model at another quality, sharing the loaded model and the numpy decoder (cheap).
+
+        Raises:
+            ValueError: as the constructor.
+        """
+        return Codec(self.loaded, quality, self.decoder)
 
     @property
     def architecture(self) -> str:

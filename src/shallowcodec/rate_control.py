@@ -27,9 +27,10 @@ from torch import Tensor
 
 from shallowcodec.codec import Codec, analysis, mirror_pad
 from shallowcodec.container import QUALITY_SCALE, unpack
+from shallowcodec.decoder import Decoder
 from shallowcodec.evaluation import psnr
 from shallowcodec.quality import MAX_QUALITY
-from shallowcodec.zoo import LoadedModel
+from shallowcodec.zoo import LoadedModel, model_weights
 
 #: SGA runs a search with effort > 0 may spend after the amortized search.
 SGA_ROUNDS = 3
@@ -103,8 +104,11 @@ class Result:
     psnr: float | None = None
 
 
-def compress_to_target(loaded: LoadedModel, x: Tensor, target: Target, effort: int = 0, seed: int = 0) -> Result:
+def compress_to_target(loaded: LoadedModel, x: Tensor, target: Target, effort: int = 0, seed: int = 0,
+                       decoder: Decoder | None = None) -> Result:
     """Compress a (3, H, W) uint8 image with a variable-rate model at the quality that meets ``target``.
+
+    ``decoder``: the model's numpy decoder when the caller has one (built otherwise; :class:`Codec`).
 
     Size and bpp targets give the largest file not above the target, PSNR targets the smallest
     file at or above it (on the 1/256 quality grid; with ``effort`` > 0 among the files measured).
@@ -118,17 +122,18 @@ def compress_to_target(loaded: LoadedModel, x: Tensor, target: Target, effort: i
     if not loaded.variable_rate:
         raise ValueError(f"rate control needs variable-rate weights; these {loaded.architecture} weights are "
                          f"fixed-λ quality {loaded.quality}")
-    x = Codec(loaded, 0)._as_tensor(x)
+    base = Codec(loaded, 0, decoder)
+    x = base._as_tensor(x)
     y, z = analysis(loaded.model, mirror_pad(x[None]))
     size = tuple(x.shape[-2:])
 
     def amortized(step: int) -> Result:
-        codec = Codec(loaded, step / QUALITY_SCALE)
+        codec = base.at(step / QUALITY_SCALE)
         data = codec.pack_latents(*codec.gained(y, z), size)
         return Result(data, codec.quality, target.measure(data, x, codec))
 
     best = _search(amortized, target)
-    return best if effort == 0 else _refine(loaded, x, target, best, amortized, effort, seed)
+    return best if effort == 0 else _refine(base, x, target, best, amortized, effort, seed)
 
 
 def _search(encode, target: Target) -> Result:
@@ -162,13 +167,13 @@ def _better(target: Target, a: Result, b: Result) -> Result:
     return b if b.psnr > a.psnr else a
 
 
-def _refine(loaded: LoadedModel, x: Tensor, target: Target, start: Result, amortized, effort: int, seed: int) -> Result:
+def _refine(base: Codec, x: Tensor, target: Target, start: Result, amortized, effort: int, seed: int) -> Result:
     """Secant steps with SGA files from the amortized search's quality (see the module docstring)."""
-    best, step = _with_psnr(start, loaded, x), round(start.quality * QUALITY_SCALE)
+    best, step = _with_psnr(start, base, x), round(start.quality * QUALITY_SCALE)
     for _ in range(SGA_ROUNDS):
-        codec = Codec(loaded, step / QUALITY_SCALE)
+        codec = base.at(step / QUALITY_SCALE)
         data = codec.compress(x, effort, seed=seed)
-        result = _with_psnr(Result(data, codec.quality, target.measure(data, x, codec)), loaded, x)
+        result = _with_psnr(Result(data, codec.quality, target.measure(data, x, codec)), base, x)
         if target.met(result.value):
             best = _better(target, best, result)
         reference = amortized(step).value
@@ -184,9 +189,8 @@ def _refine(loaded: LoadedModel, x: Tensor, target: Target, start: Result, amort
     return best
 
 
-def _with_psnr(result: Result, loaded: LoadedModel, x: Tensor) -> Result:
-    codec = Codec(loaded, result.quality)
-    return replace(result, psnr=psnr(x, codec.decompress_tensor(result.data)))
+def _with_psnr(result: Result, base: Codec, x: Tensor) -> Result:
+    return replace(result, psnr=psnr(x, base.at(result.quality).decompress_tensor(result.data)))
 
 
 class TargetCodec:
@@ -200,6 +204,7 @@ class TargetCodec:
     def __init__(self, loaded: LoadedModel, target: Target, effort: int = 0, seed: int = 0):
         self.loaded, self.target, self.effort, self.seed = loaded, target, effort, seed
         self.architecture, self.quality, self.lmbda = loaded.architecture, target.value, None
+        self.decoder = Decoder(model_weights(loaded))
 
     def compress(self, x: Tensor) -> bytes:
         """(3, H, W) uint8 → the bytes of the file that meets the target (:func:`compress_to_target`).
@@ -207,8 +212,8 @@ class TargetCodec:
         Raises:
             TargetError: the image cannot meet the target.
         """
-        return compress_to_target(self.loaded, x, self.target, self.effort, self.seed).data
+        return compress_to_target(self.loaded, x, self.target, self.effort, self.seed, self.decoder).data
 
     def decompress_tensor(self, data: bytes) -> Tensor:
         """File bytes → (3, H, W) uint8, at the quality its header records."""
-        return Codec(self.loaded, unpack(data).header.quality).decompress_tensor(data)
+        return Codec(self.loaded, unpack(data).header.quality, self.decoder).decompress_tensor(data)
