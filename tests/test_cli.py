@@ -257,7 +257,35 @@ def test_output_never_replaces_its_input(work):
 def test_bad_values_are_usage_errors(work):
     for argv in (["compress", "x.png", "-o", "x.sdc", "--quality", "9"],
                  ["compress", "x.png", "-o", "x.sdc", "--sga-seconds", "0"],
-                 ["compress", "x.png", "-o", "x.sdc", "--sga-steps", "-1"]):
+                 ["compress", "x.png", "-o", "x.sdc", "--sga-steps", "-1"],
+                 ["compress", "x.png", "-o", "x.sdc", "--effort", "5"],
+                 ["compress", "x.png", "-o", "x.sdc", "--target-size", "5 parsecs"],
+                 ["compress", "x.png", "-o", "x.sdc", "--target-bpp", "nan"],
+                 ["compress", "x.png", "-o", "x.sdc", "--target-psnr", "30", "--target-bpp", "1"]):
         with pytest.raises(SystemExit) as exit_info:
             cli_main.main(argv)
         assert exit_info.value.code == 2
+
+
+def test_compress_to_a_target_size_and_an_unreachable_one(work, photo_crop, capsys):
+    src = work / "target.png"
+    tensor_to_image(photo_crop(256, 384, 128, 192)).save(src)
+    out = work / "target.sdc"
+    assert cli_main.main(["compress", str(src), "-o", str(out), "--target-size", "6KB"]) == 0
+    assert 0.97 * 6000 <= out.stat().st_size <= 6000
+    header = container.unpack(out.read_bytes()).header
+    assert f"two-layer q{header.quality:g}" in capsys.readouterr().out and header.quality != quality.DEFAULT_QUALITY
+    small = work / "small.sdc"
+    result = cli("compress", src, "-o", small, "--target-size", "100B")
+    assert "cannot reach 100 bytes: the nearest is" in assert_one_line_error(result, "compress")
+    assert not small.exists()
+    assert cli_main.main(["compress", str(src), "-o", str(small), "--target-size", "6KB", "--quality", "2"]) == 2
+
+
+def test_eval_at_target_bpps_records_the_targets(work, photos24, capsys):
+    out = work / "targets.json"
+    cli_main.main(["eval", str(photos24 / PHOTO), "--target-bpp", "0.5", "0.25", "--json", str(out)])
+    points = json.loads(out.read_text())["points"]
+    assert [p["target"] for p in points] == [{"kind": "bpp", "value": 0.25}, {"kind": "bpp", "value": 0.5}]
+    assert all(0.97 * p["target"]["value"] <= p["mean"]["bpp"] <= p["target"]["value"] for p in points)
+    assert "target 0.25 bpp: mean over 1 image: 0.24" in capsys.readouterr().out

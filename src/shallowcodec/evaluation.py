@@ -17,8 +17,10 @@ Result file (``shallowcodec eval --json``), one schema for every codec::
       "threads": 2,                                           (torch threads while timing)
       "software": {"shallowcodec": "0.1.0", "torch": ..., "pillow": ..., "libjpeg_turbo": ..., ...},
       "points": [                                             (one per quality, ascending)
-        {"quality": 3,                                        (model quality 0–6, fractions allowed, or codec 0–100)
-         "lmbda": 0.01 | null,                                (training λ; null for classical codecs)
+        {"quality": 3,                                        (model quality 0–6, fractions allowed, or codec 0–100;
+                                                               a rate-control target's value)
+         "lmbda": 0.01 | null,                                (training λ; null for classical codecs and targets)
+         "target": {"kind": "bytes" | "bpp" | "psnr", "value": 0.5}   (only for eval --target-…; rate_control.py)
          "mean": {"bpp": …, "psnr": …, "ms_ssim": …, "encode_s": …, "decode_s": …},
          "images": [{"image": "eval01_kodim23.png", "bytes": 11000, "bpp": 0.224, "psnr": 29.9,
                      "ms_ssim": 0.95 | null, "encode_s": 0.41, "decode_s": 0.05}, …]}
@@ -119,20 +121,23 @@ def evaluate(codec: ImageCodec, paths: list[Path], progress: bool = True,
     """Evaluate a codec on images: per-image rows and their means (bpp, psnr, ms_ssim, seconds).
 
     Returns ``{"model", "quality", "lmbda", "images", "mean"}`` (``model`` is the codec's
-    ``architecture``); a tqdm progress bar runs on stderr when ``progress``.
+    ``architecture``), and ``"target"`` for a rate-control codec; a tqdm progress bar runs on stderr
+    when ``progress``.
     """
     rows = [evaluate_image(codec, p, compress)
             for p in tqdm(paths, desc=f"{codec.architecture} q{codec.quality:g}", disable=not progress)]
     keys = ("bpp", "psnr", "ms_ssim", "encode_s", "decode_s")
     mean = {k: sum(r[k] for r in rows) / len(rows) for k in keys if all(r[k] is not None for r in rows)}
-    return {"model": codec.architecture, "quality": codec.quality, "lmbda": codec.lmbda, "images": rows, "mean": mean}
+    target = getattr(codec, "target", None)  # rate_control.TargetCodec: each image at its own quality
+    return {"model": codec.architecture, "quality": codec.quality, "lmbda": codec.lmbda, "images": rows, "mean": mean,
+            **({"target": {"kind": target.kind, "value": target.value}} if target else {})}
 
 
 def evaluate_sweep(codecs: Iterable[ImageCodec], paths: list[Path], progress: bool = True,
                    compress: Compressor = _default_compress) -> list[dict]:
     """Evaluate one codec at several qualities: the ``points`` of a result file, by ascending quality."""
     results = [evaluate(c, paths, progress, compress) for c in codecs]
-    points = [{"quality": r["quality"], "lmbda": r["lmbda"], "mean": r["mean"], "images": r["images"]} for r in results]
+    points = [{k: r[k] for k in ("quality", "lmbda", "target", "mean", "images") if k in r} for r in results]
     return sorted(points, key=lambda p: p["quality"])
 
 

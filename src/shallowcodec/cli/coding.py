@@ -17,7 +17,14 @@ from PIL import Image
 
 from shallowcodec.atomic import check_output
 from shallowcodec.cli.files import CLIError, UsageError, read_bytes, write_output
-from shallowcodec.cli.options import add_force, add_model_arguments, add_sga_arguments
+from shallowcodec.cli.options import (
+    add_effort_argument,
+    add_force,
+    add_model_arguments,
+    add_sga_arguments,
+    add_target_arguments,
+    given_targets,
+)
 from shallowcodec.container import check_size, header_size, unpack
 from shallowcodec.decoder import decompress as decode_file
 from shallowcodec.images import ImageError, read_image
@@ -41,7 +48,9 @@ def define_compress(p: argparse.ArgumentParser) -> None:
     add_model_arguments(p)
     p.add_argument("--weights", type=Path, help="encode with this weights file (shallowcodec train --out) "
                                                "instead of an embedded --model; decode with the same --weights")
-    add_sga_arguments(p)
+    add_effort_argument(p)
+    add_target_arguments(p.add_mutually_exclusive_group())
+    add_sga_arguments(p, steps=None)
     add_force(p)
     p.set_defaults(func=cmd_compress, model=None)  # None: not given (the default model unless --weights)
 
@@ -79,6 +88,9 @@ def cmd_compress(args: argparse.Namespace) -> None:
     """
     if args.weights and args.model:
         raise UsageError("give --model (an embedded model) or --weights (a weights file), not both")
+    targets = given_targets(args)
+    if targets and args.quality is not None:
+        raise UsageError("give --quality or a --target-…, not both (the target chooses the quality)")
     check_paths(args)
     x, notice = read_image(*image_source(args.input), check_size=lambda h, w: check_size(h, w, ImageError))
     if notice:
@@ -87,8 +99,14 @@ def cmd_compress(args: argparse.Namespace) -> None:
 
     codec = (weights_codec(args.weights, args.quality) if args.weights
              else load(args.model or DEFAULT_ARCHITECTURE, args.quality))
-    data = codec.compress(x, sga_steps=args.sga_steps, sga_seconds=args.sga_seconds, seed=args.seed,
-                          progress=sys.stderr.isatty())
+    if targets:
+        from shallowcodec.rate_control import compress_to_target
+
+        result = compress_to_target(codec.loaded, x, targets[0], args.effort, args.seed, codec.decoder)
+        data, codec = result.data, codec.at(result.quality)
+    else:
+        data = codec.compress(x, args.effort, sga_steps=args.sga_steps, sga_seconds=args.sga_seconds, seed=args.seed,
+                              progress=sys.stderr.isatty())
     write_result(args.output, data, force=args.force)
     h, w = x.shape[-2:]
     label = f"{codec.label} ({args.weights.name})" if args.weights else codec.label

@@ -11,7 +11,15 @@ from pathlib import Path
 from shallowcodec.atomic import check_output
 from shallowcodec.cli import paths
 from shallowcodec.cli.files import CLIError, UsageError, expand_images, write_json, write_output
-from shallowcodec.cli.options import add_force, add_model_arguments, add_sga_arguments, embedded_names
+from shallowcodec.cli.options import (
+    add_effort_argument,
+    add_force,
+    add_model_arguments,
+    add_sga_arguments,
+    add_target_arguments,
+    embedded_names,
+    given_targets,
+)
 from shallowcodec.images import read_image
 from shallowcodec.model_files import DEFAULT_ARCHITECTURE
 from shallowcodec.quality import DEFAULT_QUALITY, MAX_QUALITY, snap_quality
@@ -34,7 +42,9 @@ def define_eval(p: argparse.ArgumentParser) -> None:
                           help=f"model quality 0–6 (default {DEFAULT_QUALITY}) or codec quality 0–100")
     how_good.add_argument("--qualities", type=float, nargs="+", metavar="Q",
                           help="several qualities (a rate-distortion curve)")
-    add_sga_arguments(p)
+    add_target_arguments(how_good, several=True)
+    add_effort_argument(p)
+    add_sga_arguments(p, steps=None)
     p.add_argument("--json", type=Path, help="write the result file (schema: evaluation.py) to this path")
     add_force(p, "an existing JSON file")
     p.set_defaults(func=cmd_eval)
@@ -87,14 +97,14 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
     if args.json:
         check_output(args.json, args.force)
+    sga_on = args.effort > 0 or args.sga_steps is not None or args.sga_seconds is not None
+    if (sga_on or given_targets(args)) and args.codec:
+        raise UsageError("--effort, --sga-steps/--sga-seconds and --target-… apply to learned models only")
     codecs = eval_codecs(args)
-    sga_on = args.sga_steps > 0 or args.sga_seconds is not None
-    if sga_on and args.codec:
-        raise CLIError("--sga-steps/--sga-seconds apply to learned models only")
-    compress = (lambda c, x: c.compress(x, sga_steps=args.sga_steps, sga_seconds=args.sga_seconds, seed=args.seed)) \
-        if sga_on else (lambda c, x: c.compress(x))
+    compress = (lambda c, x: c.compress(x, args.effort, sga_steps=args.sga_steps, sga_seconds=args.sga_seconds,
+                                        seed=args.seed)) if sga_on and not given_targets(args) else None
     points = evaluate_sweep(codecs, image_paths, progress=sys.stderr.isatty() and (len(image_paths) > 1 or len(codecs) > 1),
-                            compress=compress)
+                            **({"compress": compress} if compress else {}))
     for point in points:
         if len(points) == 1:
             for row in point["images"]:
@@ -106,8 +116,25 @@ def cmd_eval(args: argparse.Namespace) -> None:
         model = None if args.codec else codecs[0].architecture
         folder = args.input.resolve().name if args.input.is_dir() else args.input.stem  # one image: its own name
         name = f"{model} ({args.weights.name})" if args.weights else model
-        label = f"{name} + SGA ({args.sga_steps or f'{args.sga_seconds} s'})" if sga_on else name
+        label = f"{name} effort {args.effort}" if sga_on and args.sga_steps is None and args.sga_seconds is None \
+            else f"{name} + SGA ({args.sga_steps or f'{args.sga_seconds} s'})" if sga_on else name
         write_json(args.json, rd_result(args.codec or "shallowcodec", model, folder, points, label=label), args.force)
+
+
+def target_codecs(args: argparse.Namespace) -> list:
+    """``eval``'s codecs for rate-control targets: the model (``--model`` or variable-rate ``--weights``)
+    bound to each target at ``--effort`` (rate_control.TargetCodec), by ascending target.
+
+    Raises:
+        UsageError: fixed-λ weights (one quality: nothing to search).
+    """
+    from shallowcodec.rate_control import TargetCodec
+    from shallowcodec.zoo import load_embedded, load_weights
+
+    loaded = load_weights(args.weights) if args.weights else load_embedded(args.model)
+    if not loaded.variable_rate:
+        raise UsageError(f"{args.weights} is a fixed-λ model: --target-… needs variable-rate weights")
+    return [TargetCodec(loaded, t, args.effort, args.seed) for t in sorted(given_targets(args), key=lambda t: t.value)]
 
 
 def eval_codecs(args: argparse.Namespace) -> list:
@@ -125,6 +152,8 @@ def eval_codecs(args: argparse.Namespace) -> list:
     from shallowcodec.zoo import load_weights
 
     qualities = args.qualities or ([args.quality] if args.quality is not None else None)
+    if given_targets(args):
+        return target_codecs(args)
     if args.codec:
         if qualities and any(not (0 <= q <= 100 and q == int(q)) for q in qualities):  # NaN, inf: out of range
             raise UsageError(f"{args.codec} qualities are integers 0–100, got {' '.join(f'{q:g}' for q in qualities)}")
@@ -149,7 +178,9 @@ def point_summary(point: dict) -> str:
     lmbda = f" (λ={point['lmbda']:.6g})" if point["lmbda"] is not None else ""
     ms_ssim = f", MS-SSIM {m['ms_ssim']:.4f}" if "ms_ssim" in m else ""
     n = len(point["images"])
-    return (f"q{point['quality']:g}{lmbda}: mean over {n} image{'s' * (n != 1)}: {m['bpp']:.4f} bpp, "
+    target = point.get("target")
+    name = f"target {target['value']:g} {target['kind']}" if target else f"q{point['quality']:g}"
+    return (f"{name}{lmbda}: mean over {n} image{'s' * (n != 1)}: {m['bpp']:.4f} bpp, "
             f"{m['psnr']:.2f} dB PSNR{ms_ssim}, encode {m['encode_s']:.3f} s, decode {m['decode_s']:.3f} s")
 
 

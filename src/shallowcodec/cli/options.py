@@ -42,12 +42,14 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                         f"interpolate (default {DEFAULT_QUALITY})")
 
 
-def add_sga_arguments(p: argparse.ArgumentParser, steps: int = 0) -> None:
-    """--sga-steps / --sga-seconds / --seed: per-image iterative encoding (sga.py, which PyTorch runs)."""
+def add_sga_arguments(p: argparse.ArgumentParser, steps: int | None = 0) -> None:
+    """--sga-steps / --sga-seconds / --seed: per-image iterative encoding (sga.py, which PyTorch runs);
+    ``steps`` None: no default count (--effort sets it)."""
     from shallowcodec import sga
 
     p.add_argument("--sga-steps", type=lower_bounded(int, 0, inclusive=True), default=steps,
-                   help=f"SGA iterations per image (paper: {sga.DEFAULT_STEPS}; default {steps})")
+                   help=f"SGA iterations per image (paper: {sga.DEFAULT_STEPS}; "
+                        + (f"default {steps})" if steps is not None else "overrides --effort's)"))
     p.add_argument("--sga-seconds", type=lower_bounded(float, 0), help="SGA time budget per image instead of a step count")
     p.add_argument("--seed", type=int, default=0, help="seed of SGA's Gumbel noise")
 
@@ -55,3 +57,54 @@ def add_sga_arguments(p: argparse.ArgumentParser, steps: int = 0) -> None:
 def add_force(p: argparse.ArgumentParser, what: str = "an existing output") -> None:
     """--force: replace existing outputs (checked by atomic.check_output)."""
     p.add_argument("--force", action="store_true", help=f"overwrite {what}")
+
+
+#: The ``--effort`` levels as measured (benchmarks/README.md "Encoder effort"): PSNR BD-rate of each
+#: level against effort 0 on photos24 / detail24 crops, and the SGA iterations it runs.
+EFFORT_HELP = ("encoder effort 0–4 (default 0): 0 is the amortized encoder alone; 1–4 refine this image's latents "
+               "by SGA for 100, 300, 1000 and 3000 iterations (the decoder is the same): PSNR BD-rate against "
+               "effort 0 about -7 %% (1), -11 %% (2), {e3} (3), {e4} (4) on photos24 and detail24 crops; each "
+               "iteration costs about {it} s per megapixel on 2 threads (effort 0: {e0} s/Mpx)")
+
+
+def add_effort_argument(p: argparse.ArgumentParser) -> None:
+    """--effort: encoder effort levels (sga.EFFORT_STEPS; PyTorch runs them)."""
+    from shallowcodec import sga
+
+    p.add_argument("--effort", type=int, choices=range(sga.MAX_EFFORT + 1), default=sga.DEFAULT_EFFORT, metavar="E",
+                   help=EFFORT_HELP)
+
+
+def target_type(kind: str):
+    """argparse type of a rate-control target of ``kind`` ("bytes": a size such as 50KB; "bpp"; "psnr")."""
+
+    def parse(text: str):
+        from shallowcodec.rate_control import Target
+
+        try:
+            return Target.size(text) if kind == "bytes" else Target(kind, float(text))
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    return parse
+
+
+def add_target_arguments(group, several: bool = False) -> None:
+    """--target-size / --target-bpp / --target-psnr in a mutually exclusive ``group`` (one value each, or
+    ``several`` for a curve); rate_control.py searches the quality that meets them."""
+    nargs = "+" if several else None
+    group.add_argument("--target-size", type=target_type("bytes"), nargs=nargs, metavar="SIZE",
+                       help="the largest file not above SIZE bytes (units B, KB, KiB, MB, MiB: e.g. 50KB)")
+    group.add_argument("--target-bpp", type=target_type("bpp"), nargs=nargs, metavar="BPP",
+                       help="the largest file not above BPP bits per pixel")
+    group.add_argument("--target-psnr", type=target_type("psnr"), nargs=nargs, metavar="DB",
+                       help="the smallest file whose decoded image reaches DB dB PSNR")
+
+
+def given_targets(args: argparse.Namespace) -> list:
+    """The rate-control targets given (``add_target_arguments``), as a list (empty if none)."""
+    for name in ("target_size", "target_bpp", "target_psnr"):
+        value = getattr(args, name, None)
+        if value is not None:
+            return value if isinstance(value, list) else [value]
+    return []
