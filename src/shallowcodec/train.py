@@ -68,7 +68,7 @@ FIT_SKIP = 5
 UNPLANNED = 10**9
 #: The campaign's ``--train-qualities``: q0 and q1 drawn twice as often as q2–q6. With rate
 #: weighting 1.0 it brings q1 within 0.3 dB of a fixed-λ model at equal steps (benchmarks/README.md
-#: "Variable rate against fixed-λ models"; issue 9 item 5).
+#: "Variable rate against fixed-λ models").
 LOW_RATE_QUALITIES = (0, 0, 1, 1, 2, 3, 4, 5, 6)
 
 
