@@ -34,6 +34,8 @@ from shallowcodec.model_files import DEFAULT_ARCHITECTURE, ModelNotFoundError, e
 #: ``-`` as an input or output of compress/decompress: stdin or stdout (no file named ``-`` is used;
 #: ``./-`` names one).
 STDIO = Path("-")
+#: The evaluation sets whose figures a model card may hold (scripts/embed_weights.py --annotate).
+EVALUATION_SETS = ("photos24", "detail24")
 #: Output formats that would add a second lossy step to a decoded image (noticed on stderr).
 LOSSY_FORMATS = {"JPEG", "WEBP"}
 #: Pillow save options per output format: PNG with zlib level 1 (4× faster than Pillow's default 6 on eval01,
@@ -153,10 +155,10 @@ def cmd_models(args: argparse.Namespace) -> None:
         print(f"{arch}{default}: qualities {card['qualities'][0]}–{card['qualities'][-1]} (default "
               f"{card['default_quality']}), {widths}; {card.get('total_steps', '?')} steps at crop "
               f"{card.get('crop', '?')}, {card['core_hours']:.2f} core-hours, {card['gpu_minutes']:g} GPU-minutes")
-        photos24 = card.get("photos24", {})
         for q, lmbda in zip(card["qualities"], card["lmbdas"]):
-            rd = photos24.get(str(q))
-            print(f"  q{q}: λ={lmbda:g}" + (f", photos24 {rd['bpp']:.3f} bpp, {rd['psnr']:.2f} dB" if rd else ""))
+            figures = [(name, card[name][str(q)]) for name in EVALUATION_SETS if str(q) in card.get(name, {})]
+            print(f"  q{q}: λ={lmbda:g}" + "".join(f", {name} {rd['bpp']:.3f} bpp, {rd['psnr']:.2f} dB"
+                                                    for name, rd in figures))
 
 
 def file_info(path: Path) -> dict:
