@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from shallowcodec import bdrate
 from shallowcodec.bdrate import bd_quality, bd_rate
 
 # The paper's two-layer Kodak curve (kodak_aggregate.json, rounded): bpp and PSNR per λ.
@@ -58,3 +59,21 @@ def test_only_the_overlap_counts_and_point_order_is_irrelevant():
 def test_bad_curves_raise_value_error(rate_b, quality_b, message):
     with pytest.raises(ValueError, match=message):
         bd_rate(BPP, PSNR, rate_b, quality_b)
+
+
+def test_truncate_cuts_a_curve_at_interpolated_ends():
+    rate, psnr = [0.1, 0.3, 0.7, 1.5], [26.0, 30.0, 34.0, 37.0]
+    low_r, low_q = bdrate.truncate(rate, psnr, 0, 0.5)
+    assert list(low_r[:2]) == [0.1, 0.3] and low_r[-1] == 0.5
+    assert low_q[-1] == pytest.approx(bdrate.quality_at(rate, psnr, 0.5)) and 30 < low_q[-1] < 34
+    high_r, high_q = bdrate.truncate(rate, psnr, 0.5, 100)
+    assert list(high_r) == [0.5, 0.7, 1.5] and high_q[0] == low_q[-1]
+    with pytest.raises(ValueError, match="low < high"):
+        bdrate.truncate(rate, psnr, 0.5, 0.5)
+
+
+def test_the_parts_of_a_uniformly_better_curve_save_the_same_share():
+    rate, psnr = np.array([0.1, 0.3, 0.7, 1.5]), [26.0, 30.0, 34.0, 37.0]
+    for part in ((0, 0.5), (0.5, 100)):
+        a, b = bdrate.truncate(rate, psnr, *part), bdrate.truncate(0.8 * rate, psnr, *part)
+        assert bdrate.bd_rate(*a, *b) == pytest.approx(-20.0, abs=1.0)  # cut at the same bpp, not the same PSNR

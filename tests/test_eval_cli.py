@@ -203,3 +203,21 @@ def test_bench_paper_size_decodes_one_file_with_three_synthesis_transforms(folde
     assert rows[0]["bytes"] == rows[1]["bytes"] == rows[2]["bytes"]  # the two-layer's file, equal entropy work
     # mbt2018-mean's g_s has 17.6× the two-layer's FLOPs at these widths; time must show it
     assert rows[2]["g_s_s"] > 3 * rows[0]["g_s_s"]
+
+
+def test_compare_over_a_bpp_range(tmp_path, capsys):
+    """--bpp-range compares the parts of the curves between two rates (bdrate.truncate)."""
+    from shallowcodec import cli
+
+    def result(scale: float) -> dict:
+        points = [{"quality": q, "lmbda": None, "mean": {"bpp": scale * b, "psnr": p},
+                   "images": [{"image": "a.png"}]} for q, (b, p) in enumerate([(0.1, 26), (0.3, 30), (0.7, 34), (1.5, 37)])]
+        return {"schema": "shallowcodec-rd/1", "label": f"x{scale}", "images": "set", "points": points}
+
+    for name, scale in (("a.json", 1.0), ("b.json", 0.8)):
+        (tmp_path / name).write_text(json.dumps(result(scale)))
+    assert cli.main(["compare", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--bpp-range", "0.5", "100",
+                     "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["bpp_range"] == [0.5, 100] and report["psnr"]["bd_rate_percent"] == pytest.approx(-20, abs=1)
+    assert cli.main(["compare", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--bpp-range", "1", "0.5"]) == 2

@@ -77,6 +77,27 @@ def quality_at(rate, quality, at_rate: float) -> float:
     return float(_pchip(log_rate, quality)(np.log(at_rate)))
 
 
+def truncate(rate, quality, low: float, high: float) -> tuple[np.ndarray, np.ndarray]:
+    """The part of a curve between rates ``low`` and ``high`` (e.g. bpp ≤ 0.5 or ≥ 0.5): its points inside,
+    plus the curve at ``low`` and ``high`` where they fall inside its rates (PCHIP over log rate, as
+    :func:`quality_at`), so that BD-rates of the parts integrate the same curves up to the split.
+
+    Returns:
+        (rate, quality) arrays in rate order (fewer than 2 points when the curve barely reaches the range).
+
+    Raises:
+        ValueError: as :func:`bd_rate` for one curve, or ``low`` ≥ ``high``.
+    """
+    if not low < high:
+        raise ValueError(f"a rate range needs low < high, got {low:g}–{high:g}")
+    _points(rate, quality)  # validation
+    rate, quality = np.asarray(rate, dtype=float), np.asarray(quality, dtype=float)
+    inside = (rate >= low) & (rate <= high)
+    ends = [r for r in (low, high) if rate.min() < r < rate.max()]
+    points = sorted([*zip(rate[inside], quality[inside]), *((r, quality_at(rate, quality, r)) for r in ends)])
+    return np.array([r for r, _ in points]), np.array([q for _, q in points])
+
+
 def _pchip(x, y) -> PchipInterpolator:
     """PCHIP through the points in x order."""
     order = np.argsort(x)

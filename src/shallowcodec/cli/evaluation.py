@@ -66,6 +66,9 @@ def define_compare(p: argparse.ArgumentParser) -> None:
     """Options of ``compare``."""
     p.add_argument("a", type=Path, help="anchor result file (shallowcodec eval --json)")
     p.add_argument("b", type=Path, help="tested result file; negative BD-rate = B saves bits")
+    p.add_argument("--bpp-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                   help="compare only the parts of the curves between these rates, e.g. 0 0.5 (low rates) or "
+                        "0.5 100 (high rates); each curve is cut at the limits by interpolation")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_compare)
 
@@ -233,8 +236,13 @@ def read_result(path: Path) -> dict:
         raise CLIError(str(e)) from None
 
 
-def bd_metrics(a: dict, b: dict, metric: str) -> dict | None:
-    """BD-rate (%) and BD-quality (dB) of result ``b`` against ``a`` for one metric; None if a file lacks it."""
+def bd_metrics(a: dict, b: dict, metric: str, bpp_range: tuple[float, float] | None = None) -> dict | None:
+    """BD-rate (%) and BD-quality (dB) of result ``b`` against ``a`` for one metric, over the parts of the
+    curves in ``bpp_range`` (bdrate.truncate) when given; None if a file lacks the metric.
+
+    Raises:
+        ValueError: the curves (or their parts in the range) do not overlap.
+    """
     from shallowcodec import bdrate
     from shallowcodec.evaluation import curve
 
@@ -242,6 +250,8 @@ def bd_metrics(a: dict, b: dict, metric: str) -> dict | None:
         (rate_a, q_a), (rate_b, q_b) = curve(a, metric), curve(b, metric)
     except ValueError:
         return None
+    if bpp_range:
+        (rate_a, q_a), (rate_b, q_b) = (bdrate.truncate(r, q, *bpp_range) for r, q in ((rate_a, q_a), (rate_b, q_b)))
     return {"bd_rate_percent": bdrate.bd_rate(rate_a, q_a, rate_b, q_b),
             "bd_db": bdrate.bd_quality(rate_a, q_a, rate_b, q_b)}
 
@@ -256,12 +266,15 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
     a, b = read_result(args.a), read_result(args.b)
     check_same_images(a, b)
-    report = {"a": a["label"], "b": b["label"], "psnr": bd_metrics(a, b, "psnr"),
-              "ms_ssim_db": bd_metrics(a, b, "ms_ssim_db")}
+    if args.bpp_range and not 0 <= args.bpp_range[0] < args.bpp_range[1]:
+        raise UsageError(f"--bpp-range needs 0 ≤ LOW < HIGH, got {args.bpp_range[0]:g} {args.bpp_range[1]:g}")
+    report = {"a": a["label"], "b": b["label"], "bpp_range": args.bpp_range,
+              **{metric: bd_metrics(a, b, metric, args.bpp_range) for metric in ("psnr", "ms_ssim_db")}}
     if args.json:
         print(json.dumps(report, indent=2))
         return
-    print(f"{b['label']} ({b['images']}) relative to {a['label']} ({a['images']}); negative BD-rate = fewer bits")
+    part = f" between {args.bpp_range[0]:g} and {args.bpp_range[1]:g} bpp" if args.bpp_range else ""
+    print(f"{b['label']} ({b['images']}) relative to {a['label']} ({a['images']}){part}; negative BD-rate = fewer bits")
     for metric, name in (("psnr", "PSNR"), ("ms_ssim_db", "MS-SSIM")):
         bd = report[metric]
         print(f"  {name:8s}" + (f"BD-rate {bd['bd_rate_percent']:+.2f} %, BD-{name} {bd['bd_db']:+.3f} dB"
