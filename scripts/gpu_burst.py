@@ -2,7 +2,7 @@
 
 Here (a clone with the training photos and PyPI), once:
 
-    python scripts/gpu_burst.py prepare --data ../shared/data/train-photos
+    python scripts/gpu_burst.py prepare --data ../shared/data/train-photos ../shared/data/train-photos-2
 
 writes the ignored folder ``.burst/``: ``photos/`` (the training photos as the trainer's cache
 holds them, shorter side ≤ 512 px, stored as WebP at the highest quality that fits the device
@@ -52,6 +52,8 @@ MARGIN = 2 * 2**20
 #: The trainer's packages the GPU machine lacks, pinned to this environment's versions.
 WHEELS = ("compressai", "constriction", "pytorch-msssim")
 MAX_SIDE = 512
+#: The architectures the R-D campaign trains (scripts/campaign.py's SHARES; mbt2018-mean is its baseline).
+CAMPAIGN = ("two-layer", "jpeg-like")
 
 
 def travelling_bytes(repo: Path) -> int:
@@ -75,8 +77,8 @@ def download_wheels(folder: Path) -> None:
                     *(f"{name}=={version(name)}" for name in WHEELS)], check=True)
 
 
-def pack_photos(data: Path, folder: Path, budget: int) -> tuple[int, int]:
-    """Store the training photos as the trainer caches them (shorter side ≤ 512, data.py), as WebP
+def pack_photos(data: list[Path], folder: Path, budget: int) -> tuple[int, int]:
+    """Store the training photos of the ``data`` folders as the trainer caches them (shorter side ≤ 512, data.py), as WebP
     at the highest quality of 95, 90, 85, … whose files total ≤ ``budget`` bytes.
 
     Returns:
@@ -89,7 +91,8 @@ def pack_photos(data: Path, folder: Path, budget: int) -> tuple[int, int]:
     from PIL import Image
 
     with tempfile.TemporaryDirectory() as cache:
-        pixels = [np.load(e) for e in build_cache(data, Path(cache), MAX_SIDE, progress=True)]
+        pixels = [np.load(e) for i, folder in enumerate(data)
+                  for e in build_cache(folder, Path(cache) / str(i), MAX_SIDE, progress=True)]
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("*.webp"):
         old.unlink()
@@ -169,13 +172,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     verbs = parser.add_subparsers(dest="verb", required=True)
     p = verbs.add_parser("prepare", help="write the carried folder: photos and wheels (here)")
-    p.add_argument("--data", type=Path, required=True, help="folder of training images")
+    p.add_argument("--data", type=Path, nargs="+", required=True, help="folders of training images")
     p.add_argument("--carry", type=Path, default=Path(".burst"), help="folder to write (git-ignored)")
     r = verbs.add_parser("run", help="train all architectures at once (on the GPU machine)")
     r.add_argument("--data", type=Path, required=True, help="folder of training images (prepare's photos/)")
     r.add_argument("--out", type=Path, required=True, help="folder for <architecture>.safetensors and burst.json")
     r.add_argument("--minutes", type=float, default=8.0, help="wall-clock budget of the burst")
-    r.add_argument("--models", nargs="+", choices=sorted(embedded), default=sorted(embedded))
+    r.add_argument("--models", nargs="+", choices=sorted(embedded), default=[a for a in CAMPAIGN if a in embedded],
+                   help="architectures to train (default: the campaign's, two-layer and jpeg-like)")
     r.add_argument("--batch-size", type=int, default=16, help="crops per step and model")
     r.add_argument("--workers", type=int, default=4, help="data-loading processes per model")
     r.add_argument("--dry-run", action="store_true", help="1 CPU step per model (seconds): checks the set-up")
