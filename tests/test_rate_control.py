@@ -94,3 +94,23 @@ def test_eval_measures_files_made_at_a_target(two_layer, photos24):
     result = evaluate(TargetCodec(two_layer, Target("bpp", 0.3)), paths, progress=False)
     assert result["quality"] == 0.3 and result["lmbda"] is None
     assert all(0.97 * 0.3 <= row["bpp"] <= 0.3 and 25 < row["psnr"] < 40 for row in result["images"])
+    assert all(0 < row["quality"] < 6 for row in result["images"])  # each file's own quality is recorded
+
+
+def test_eval_names_the_image_that_cannot_meet_a_target(two_layer, photos24):
+    from shallowcodec.evaluation import evaluate
+    from shallowcodec.rate_control import TargetCodec
+
+    with pytest.raises(TargetError, match="^eval01_kodim23.png: cannot reach 100 bytes"):
+        evaluate(TargetCodec(two_layer, Target("bytes", 100)), [photos24 / "eval01_kodim23.png"], progress=False)
+
+
+def test_a_target_beyond_the_models_range_is_noted(two_layer, crop):
+    from shallowcodec.rate_control import limit_note
+
+    top = compress_to_target(two_layer, crop, Target("bytes", 10**7))
+    assert limit_note(Target("bytes", 10**7), top).startswith("quality 6, the highest, gives")
+    bottom = compress_to_target(two_layer, crop, Target("psnr", 10.0))
+    assert bottom.quality == 0 and limit_note(Target("psnr", 10.0), bottom).startswith("quality 0, the lowest")
+    met = compress_to_target(two_layer, crop, Target("bytes", 3000))
+    assert limit_note(Target("bytes", 3000), met) is None

@@ -23,6 +23,7 @@ Result file (``shallowcodec eval --json``), one schema for every codec::
          "target": {"kind": "bytes" | "bpp" | "psnr", "value": 0.5}   (only for eval --target-…; rate_control.py)
          "mean": {"bpp": …, "psnr": …, "ms_ssim": …, "encode_s": …, "decode_s": …},
          "images": [{"image": "eval01_kodim23.png", "bytes": 11000, "bpp": 0.224, "psnr": 29.9,
+                     "quality": 2.5 (only for a target: the quality this file was coded at),
                      "ms_ssim": 0.95 | null, "encode_s": 0.41, "decode_s": 0.05}, …]}
       ]
     }
@@ -50,6 +51,7 @@ from tqdm import tqdm
 
 from shallowcodec import __version__, sga
 from shallowcodec.classical import library_versions
+from shallowcodec.container import unpack
 from shallowcodec.images import read_image
 from shallowcodec.metrics import bpp, psnr_of_mse
 
@@ -101,17 +103,27 @@ def evaluate_image(codec: ImageCodec, path: Path, compress: Compressor = _defaul
     ``compress(codec, x)`` produces the file bytes (default ``codec.compress(x)``); its wall
     time is ``encode_s``, that of ``codec.decompress_tensor`` is ``decode_s``.
 
+    A rate-control codec (one with a ``target``: rate_control.TargetCodec) adds the ``quality`` each
+    file was coded at (from its header).
+
     Raises:
         ImageError: the image cannot be read.
+        ValueError: the codec refuses the image (e.g. a target it cannot meet), the message prefixed
+            with the image's name.
     """
     x, _ = read_image(path)
     t0 = time.perf_counter()
-    data = compress(codec, x)
+    try:
+        data = compress(codec, x)
+    except ValueError as e:
+        e.args = (f"{Path(path).name}: {e}",)  # the same error, naming the image
+        raise
     t1 = time.perf_counter()
     x_hat = codec.decompress_tensor(data)
     t2 = time.perf_counter()
+    quality = {"quality": unpack(data).header.quality} if hasattr(codec, "target") else {}
     return {
-        "image": Path(path).name, "bytes": len(data), "bpp": bpp(len(data), x.shape[1] * x.shape[2]),
+        "image": Path(path).name, "bytes": len(data), "bpp": bpp(len(data), x.shape[1] * x.shape[2]), **quality,
         "psnr": psnr(x, x_hat), "ms_ssim": msssim(x, x_hat), "encode_s": t1 - t0, "decode_s": t2 - t1,
     }
 

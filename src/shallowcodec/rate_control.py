@@ -193,6 +193,17 @@ def _with_psnr(result: Result, base: Codec, x: Tensor) -> Result:
     return replace(result, psnr=psnr(x, base.at(result.quality).decompress_tensor(result.data)))
 
 
+def limit_note(target: Target, result: Result) -> str | None:
+    """A one-line note when the model's range, not the target, set the file: a size or bpp target that even
+    quality 6 stays more than 3 % under, or a PSNR target that quality 0 already exceeds; else None."""
+    if target.kind != "psnr" and result.quality == MAX_QUALITY and result.value < 0.97 * target.value:
+        return (f"quality {MAX_QUALITY}, the highest, gives {target.shown(result.value)}, under the target of "
+                f"{target.shown(target.value)}")
+    if target.kind == "psnr" and result.quality == 0 and result.value > target.value + 0.5:
+        return f"quality 0, the lowest, already gives {target.shown(result.value)}"
+    return None
+
+
 class TargetCodec:
     """A variable-rate model bound to one target, with the interface :func:`shallowcodec.evaluation.evaluate`
     takes, so that ``eval`` measures files made at target sizes (equal bytes with other codecs).

@@ -102,10 +102,12 @@ def cmd_compress(args: argparse.Namespace) -> None:
     codec = (weights_codec(args.weights, args.quality) if args.weights
              else load(args.model or DEFAULT_ARCHITECTURE, args.quality))
     if targets:
-        from shallowcodec.rate_control import compress_to_target
+        from shallowcodec.rate_control import compress_to_target, limit_note
 
         result = compress_to_target(codec.loaded, x, targets[0], args.effort, args.seed, codec.decoder)
         data, codec = result.data, codec.at(result.quality)
+        if note := limit_note(targets[0], result):
+            print(f"note: {note}", file=sys.stderr)
     else:
         data = codec.compress(x, args.effort, sga_steps=args.sga_steps, sga_seconds=args.sga_seconds, seed=args.seed,
                               progress=sys.stderr.isatty())

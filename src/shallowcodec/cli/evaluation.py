@@ -182,7 +182,8 @@ def point_summary(point: dict) -> str:
     ms_ssim = f", MS-SSIM {m['ms_ssim']:.4f}" if "ms_ssim" in m else ""
     n = len(point["images"])
     target = point.get("target")
-    name = f"target {target['value']:g} {target['kind']}" if target else f"q{point['quality']:g}"
+    unit = {"bytes": "bytes", "bpp": "bpp", "psnr": "dB"}[target["kind"]] if target else ""
+    name = f"target {target['value']:g} {unit}" if target else f"q{point['quality']:g}"
     return (f"{name}{lmbda}: mean over {n} image{'s' * (n != 1)}: {m['bpp']:.4f} bpp, "
             f"{m['psnr']:.2f} dB PSNR{ms_ssim}, encode {m['encode_s']:.3f} s, decode {m['decode_s']:.3f} s")
 
