@@ -65,8 +65,7 @@ class Codec:
 
     def __init__(self, loaded: LoadedModel, quality: float | None = None, decoder: Decoder | None = None):
         self.loaded = loaded
-        #: The numpy decoder of the model's weights (as they are now): what ``shallowcodec.decompress`` runs.
-        self.decoder = decoder or Decoder(model_weights(loaded))
+        self._decoder = decoder
         if not loaded.variable_rate:
             if quality is not None and quality != loaded.quality:
                 raise ValueError(f"these {loaded.architecture} weights are fixed-λ quality {loaded.quality}, "
@@ -76,6 +75,14 @@ class Codec:
         else:
             self.quality = snap_quality(DEFAULT_QUALITY if quality is None else quality)
             self.lmbda = loaded.scale(self.quality)
+
+    @property
+    def decoder(self) -> Decoder:
+        """The numpy decoder of the model's weights (as they are at first use): what ``shallowcodec.decompress``
+        runs. Built on first use (encoding alone never needs it) and shared by :meth:`at`."""
+        if self._decoder is None:
+            self._decoder = Decoder(model_weights(self.loaded))
+        return self._decoder
 
     def at(self, quality: float) -> Codec:
         """This model at another quality, sharing the loaded model and the numpy decoder (cheap).

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from shallowcodec import __version__
-from shallowcodec.atomic import atomic_write
+from shallowcodec.atomic import atomic_write, check_output
 from shallowcodec.decoder import Decoder
 from shallowcodec.entropy_parameters import ACT_BITS, hyper_synthesis_onnx
 from shallowcodec.layers.synthesis import Synthesis
@@ -163,11 +163,13 @@ def check_outputs(folder: Path, paths: Sequence[Path], force: bool) -> None:
     """
     if folder.exists() and not folder.is_dir():
         raise ExportError(f"{folder} exists and is not a folder")
-    for path in paths:
-        if path.is_dir():
-            raise ExportError(f"{path} is a folder")
-        if path.exists() and not force:
-            raise ExportError(f"{path} exists (use --force to overwrite)")
+    if not folder.is_dir():
+        return  # export creates it: nothing in it yet
+    try:
+        for path in paths:
+            check_output(path, force)
+    except ValueError as e:
+        raise ExportError(str(e)) from None
 
 
 #: README.md of an export folder.

@@ -19,6 +19,7 @@ SGA measured, at most :data:`SGA_ROUNDS` SGA runs, and the best file meeting the
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass, replace
@@ -127,6 +128,7 @@ def compress_to_target(loaded: LoadedModel, x: Tensor, target: Target, effort: i
     y, z = analysis(loaded.model, mirror_pad(x[None]))
     size = tuple(x.shape[-2:])
 
+    @functools.cache  # the SGA rounds search the same curve again: each step is coded once
     def amortized(step: int) -> Result:
         codec = base.at(step / QUALITY_SCALE)
         data = codec.pack_latents(*codec.gained(y, z), size)
@@ -169,11 +171,11 @@ def _better(target: Target, a: Result, b: Result) -> Result:
 
 def _refine(base: Codec, x: Tensor, target: Target, start: Result, amortized, effort: int, seed: int) -> Result:
     """Secant steps with SGA files from the amortized search's quality (see the module docstring)."""
-    best, step = _with_psnr(start, base, x), round(start.quality * QUALITY_SCALE)
+    best, step = _with_psnr(start, target, base, x), round(start.quality * QUALITY_SCALE)
     for _ in range(SGA_ROUNDS):
         codec = base.at(step / QUALITY_SCALE)
         data = codec.compress(x, effort, seed=seed)
-        result = _with_psnr(Result(data, codec.quality, target.measure(data, x, codec)), base, x)
+        result = _with_psnr(Result(data, codec.quality, target.measure(data, x, codec)), target, base, x)
         if target.met(result.value):
             best = _better(target, best, result)
         reference = amortized(step).value
@@ -189,7 +191,9 @@ def _refine(base: Codec, x: Tensor, target: Target, start: Result, amortized, ef
     return best
 
 
-def _with_psnr(result: Result, base: Codec, x: Tensor) -> Result:
+def _with_psnr(result: Result, target: Target, base: Codec, x: Tensor) -> Result:
+    if target.kind == "psnr":  # the target's measure is the PSNR already
+        return replace(result, psnr=result.value)
     return replace(result, psnr=psnr(x, base.at(result.quality).decompress_tensor(result.data)))
 
 
@@ -212,10 +216,12 @@ class TargetCodec:
     quality. Decoding reads the quality from each file's header.
     """
 
-    def __init__(self, loaded: LoadedModel, target: Target, effort: int = 0, seed: int = 0):
+    def __init__(self, loaded: LoadedModel, target: Target, effort: int = 0, seed: int = 0,
+                 decoder: Decoder | None = None):
         self.loaded, self.target, self.effort, self.seed = loaded, target, effort, seed
         self.architecture, self.quality, self.lmbda = loaded.architecture, target.value, None
-        self.decoder = Decoder(model_weights(loaded))
+        #: the model's numpy decoder (``decoder``, shared between the targets of one sweep, or built here)
+        self.decoder = decoder or Decoder(model_weights(loaded))
 
     def compress(self, x: Tensor) -> bytes:
         """(3, H, W) uint8 → the bytes of the file that meets the target (:func:`compress_to_target`).

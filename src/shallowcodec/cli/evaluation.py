@@ -101,11 +101,12 @@ def cmd_eval(args: argparse.Namespace) -> None:
     if args.json:
         check_output(args.json, args.force)
     sga_on = args.effort > 0 or args.sga_steps is not None or args.sga_seconds is not None
-    if (sga_on or given_targets(args)) and args.codec:
+    targets = given_targets(args)
+    if (sga_on or targets) and args.codec:
         raise UsageError("--effort, --sga-steps/--sga-seconds and --target-… apply to learned models only")
-    codecs = eval_codecs(args)
+    codecs = target_codecs(args, targets) if targets else eval_codecs(args)
     compress = (lambda c, x: c.compress(x, args.effort, sga_steps=args.sga_steps, sga_seconds=args.sga_seconds,
-                                        seed=args.seed)) if sga_on and not given_targets(args) else None
+                                        seed=args.seed)) if sga_on and not targets else None
     points = evaluate_sweep(codecs, image_paths, progress=sys.stderr.isatty() and (len(image_paths) > 1 or len(codecs) > 1),
                             **({"compress": compress} if compress else {}))
     for point in points:
@@ -124,20 +125,23 @@ def cmd_eval(args: argparse.Namespace) -> None:
         write_json(args.json, rd_result(args.codec or "shallowcodec", model, folder, points, label=label), args.force)
 
 
-def target_codecs(args: argparse.Namespace) -> list:
-    """``eval``'s codecs for rate-control targets: the model (``--model`` or variable-rate ``--weights``)
-    bound to each target at ``--effort`` (rate_control.TargetCodec), by ascending target.
+def target_codecs(args: argparse.Namespace, targets: list) -> list:
+    """``eval``'s codecs for rate-control ``targets``: the model (``--model`` or variable-rate ``--weights``)
+    bound to each target at ``--effort`` (rate_control.TargetCodec, one numpy decoder for all), by
+    ascending target.
 
     Raises:
         UsageError: fixed-λ weights (one quality: nothing to search).
     """
+    from shallowcodec.decoder import Decoder
     from shallowcodec.rate_control import TargetCodec
-    from shallowcodec.zoo import load_embedded, load_weights
+    from shallowcodec.zoo import load_embedded, load_weights, model_weights
 
     loaded = load_weights(args.weights) if args.weights else load_embedded(args.model)
     if not loaded.variable_rate:
         raise UsageError(f"{args.weights} is a fixed-λ model: --target-… needs variable-rate weights")
-    return [TargetCodec(loaded, t, args.effort, args.seed) for t in sorted(given_targets(args), key=lambda t: t.value)]
+    decoder = Decoder(model_weights(loaded))
+    return [TargetCodec(loaded, t, args.effort, args.seed, decoder) for t in sorted(targets, key=lambda t: t.value)]
 
 
 def eval_codecs(args: argparse.Namespace) -> list:
@@ -155,8 +159,6 @@ def eval_codecs(args: argparse.Namespace) -> list:
     from shallowcodec.zoo import load_weights
 
     qualities = args.qualities or ([args.quality] if args.quality is not None else None)
-    if given_targets(args):
-        return target_codecs(args)
     if args.codec:
         if qualities and any(not (0 <= q <= 100 and q == int(q)) for q in qualities):  # NaN, inf: out of range
             raise UsageError(f"{args.codec} qualities are integers 0–100, got {' '.join(f'{q:g}' for q in qualities)}")
